@@ -1,0 +1,673 @@
+//! Header names (long and compact forms) and the typed values routing needs.
+//!
+//! Values are decoded lazily: the message parse checks their syntax once and keeps slices; the
+//! types here turn a slice into fields when a caller asks.
+
+use super::chars::{is_lws, is_token, parse_decimal, trim_lws};
+use super::uri::{params, parse_host, parse_uri, Host, Params, Uri, UriContext};
+
+macro_rules! header_kinds {
+    ($( $variant:ident => $name:literal $(, $compact:literal)? ; )*) => {
+        /// The headers sipshard knows by name. Everything else is [`HeaderKind::Other`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum HeaderKind {
+            $( #[doc = concat!("`", $name, "`")] $variant, )*
+            /// A header sipshard has no special knowledge of.
+            Other,
+        }
+
+        impl HeaderKind {
+            /// The canonical (long) name, or `None` for [`HeaderKind::Other`].
+            pub fn canonical_name(self) -> Option<&'static str> {
+                match self {
+                    $( HeaderKind::$variant => Some($name), )*
+                    HeaderKind::Other => None,
+                }
+            }
+
+            /// Classifies a header name, long or compact form, case-insensitively.
+            pub fn from_name(name: &[u8]) -> HeaderKind {
+                if name.len() == 1 {
+                    let c = name[0].to_ascii_lowercase();
+                    $( $( if c == $compact { return HeaderKind::$variant; } )? )*
+                    return HeaderKind::Other;
+                }
+                // Dispatch on length first: most names are rejected by one comparison.
+                $( if name.len() == $name.len() && name.eq_ignore_ascii_case($name.as_bytes()) {
+                    return HeaderKind::$variant;
+                } )*
+                HeaderKind::Other
+            }
+        }
+    };
+}
+
+header_kinds! {
+    Via => "Via", b'v';
+    CallId => "Call-ID", b'i';
+    CSeq => "CSeq";
+    From => "From", b'f';
+    To => "To", b't';
+    MaxForwards => "Max-Forwards";
+    ContentLength => "Content-Length", b'l';
+    ContentType => "Content-Type", b'c';
+    Contact => "Contact", b'm';
+    Route => "Route";
+    RecordRoute => "Record-Route";
+    Expires => "Expires";
+    Date => "Date";
+    ContentEncoding => "Content-Encoding", b'e';
+    Supported => "Supported", b'k';
+    Subject => "Subject", b's';
+    Event => "Event", b'o';
+    AllowEvents => "Allow-Events", b'u';
+    ReferTo => "Refer-To", b'r';
+    ReferredBy => "Referred-By", b'b';
+    SessionExpires => "Session-Expires", b'x';
+    Identity => "Identity", b'y';
+    AcceptContact => "Accept-Contact", b'a';
+    RejectContact => "Reject-Contact", b'j';
+    RequestDisposition => "Request-Disposition", b'd';
+    IdentityInfo => "Identity-Info", b'n';
+}
+
+/// A header as it appears in the message: name and value are slices of the message bytes. The
+/// value has surrounding white space removed; a folded value keeps its inner CRLF + WSP bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'b> {
+    /// The name as sent.
+    pub name: &'b [u8],
+    /// The value as sent (see above).
+    pub value: &'b [u8],
+    /// What the name means.
+    pub kind: HeaderKind,
+}
+
+/// An empty header, to initialise header arrays.
+pub const EMPTY_HEADER: Header<'static> = Header {
+    name: b"",
+    value: b"",
+    kind: HeaderKind::Other,
+};
+
+/// A header value is syntactically wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueError;
+
+/// A small cursor over a header value, skipping LWS where the grammar allows it.
+struct Cursor<'b> {
+    s: &'b [u8],
+    i: usize,
+}
+
+impl<'b> Cursor<'b> {
+    fn new(s: &'b [u8]) -> Self {
+        Cursor { s, i: 0 }
+    }
+    fn skip_lws(&mut self) {
+        while self.i < self.s.len() && is_lws(self.s[self.i]) {
+            self.i += 1;
+        }
+    }
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn token(&mut self) -> Option<&'b [u8]> {
+        let start = self.i;
+        while self.i < self.s.len() && is_token(self.s[self.i]) {
+            self.i += 1;
+        }
+        (self.i > start).then(|| &self.s[start..self.i])
+    }
+    fn at_end(&self) -> bool {
+        self.i >= self.s.len()
+    }
+    fn rest(&self) -> &'b [u8] {
+        &self.s[self.i.min(self.s.len())..]
+    }
+    /// A quoted string starting at the cursor; returns the inside (escapes kept).
+    fn quoted(&mut self) -> Option<&'b [u8]> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        let start = self.i;
+        while self.i < self.s.len() {
+            match self.s[self.i] {
+                b'\\' => self.i += 2,
+                b'"' => {
+                    let inner = &self.s[start..self.i];
+                    self.i += 1;
+                    return Some(inner);
+                }
+                _ => self.i += 1,
+            }
+        }
+        None
+    }
+    /// `*( SEMI generic-param )`: validates and returns the raw parameter text (after the
+    /// first `;`), up to the end or `stop`.
+    fn generic_params(&mut self, stop: Option<u8>) -> Result<&'b [u8], ValueError> {
+        self.skip_lws();
+        let start = self.i;
+        let mut any = false;
+        while self.eat(b';') {
+            any = true;
+            self.skip_lws();
+            self.token().ok_or(ValueError)?;
+            self.skip_lws();
+            if self.eat(b'=') {
+                self.skip_lws();
+                if self.peek() == Some(b'"') {
+                    self.quoted().ok_or(ValueError)?;
+                } else if self.peek() == Some(b'[') {
+                    let (_, n) = parse_host(self.rest()).ok_or(ValueError)?;
+                    self.i += n;
+                } else {
+                    // token, or an unbracketed IPv6address (`received`, RFC 3261 §20.42).
+                    let start = self.i;
+                    while self.peek().is_some_and(|b| is_token(b) || b == b':') {
+                        self.i += 1;
+                    }
+                    if self.i == start {
+                        return Err(ValueError);
+                    }
+                }
+                self.skip_lws();
+            }
+        }
+        if !self.at_end() && (stop.is_none() || self.peek() != stop) {
+            return Err(ValueError);
+        }
+        Ok(if any { &self.s[start + 1..self.i] } else { &[] })
+    }
+}
+
+/// A name-addr or addr-spec with its header parameters: From, To, Contact, Route, Record-Route,
+/// Refer-To (RFC 3261 §20.10, §20.20, §20.39).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameAddr<'b> {
+    /// The display name: the inside of a quoted string (escapes kept) or the tokens as sent.
+    pub display_name: Option<&'b [u8]>,
+    /// Whether the display name was a quoted string (its `\` escapes are still in place).
+    pub display_name_quoted: bool,
+    /// The URI.
+    pub uri: Uri<'b>,
+    /// The header parameters after the URI, raw, without the leading `;`.
+    pub params: &'b [u8],
+}
+
+impl<'b> NameAddr<'b> {
+    /// Parses one name-addr / addr-spec value; `rest` gets what follows (`,` for lists).
+    pub fn parse(s: &'b [u8]) -> Result<NameAddr<'b>, ValueError> {
+        let (na, used) = Self::parse_prefix(s, None)?;
+        if used != s.len() {
+            return Err(ValueError);
+        }
+        Ok(na)
+    }
+
+    /// Parses a name-addr at the start of `s`, stopping at `stop` (a list separator) or the end.
+    fn parse_prefix(s: &'b [u8], stop: Option<u8>) -> Result<(NameAddr<'b>, usize), ValueError> {
+        let mut c = Cursor::new(s);
+        c.skip_lws();
+        let mut display_name = None;
+        let mut quoted = false;
+        let has_angle;
+        if c.peek() == Some(b'"') {
+            display_name = Some(c.quoted().ok_or(ValueError)?);
+            quoted = true;
+            c.skip_lws();
+            if !c.eat(b'<') {
+                return Err(ValueError);
+            }
+            has_angle = true;
+        } else if c.peek() == Some(b'<') {
+            c.i += 1;
+            has_angle = true;
+        } else {
+            // Either display-name tokens followed by '<', or an addr-spec.
+            let start = c.i;
+            let mut j = c.i;
+            let mut last_tok_end = start;
+            while j < s.len() && (is_token(s[j]) || is_lws(s[j])) {
+                if is_token(s[j]) {
+                    last_tok_end = j + 1;
+                }
+                j += 1;
+            }
+            if s.get(j) == Some(&b'<') {
+                if last_tok_end > start {
+                    display_name = Some(&s[start..last_tok_end]);
+                }
+                c.i = j + 1;
+                has_angle = true;
+            } else {
+                has_angle = false;
+            }
+        }
+        let uri = if has_angle {
+            let close = memchr::memchr(b'>', c.rest()).ok_or(ValueError)?;
+            let raw = &c.rest()[..close];
+            // RFC 4475 §3.1.2.14: no LWS inside the brackets.
+            if raw.iter().any(|&b| is_lws(b)) {
+                return Err(ValueError);
+            }
+            let uri = parse_uri(raw, UriContext::NameAddr).map_err(|_| ValueError)?;
+            c.i += close + 1;
+            uri
+        } else {
+            let rest = c.rest();
+            let mut end = 0;
+            while end < rest.len()
+                && !is_lws(rest[end])
+                && rest[end] != b';'
+                && Some(rest[end]) != stop
+            {
+                end += 1;
+            }
+            let uri = parse_uri(&rest[..end], UriContext::AddrSpec).map_err(|_| ValueError)?;
+            c.i += end;
+            uri
+        };
+        let params = c.generic_params(stop)?;
+        Ok((
+            NameAddr {
+                display_name,
+                display_name_quoted: quoted,
+                uri,
+                params,
+            },
+            c.i,
+        ))
+    }
+
+    /// The value of header parameter `name` (`Some(None)` for a flag parameter).
+    pub fn param(&self, name: &str) -> Option<Option<&'b [u8]>> {
+        params(self.params)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// The `tag` parameter (From and To).
+    pub fn tag(&self) -> Option<&'b [u8]> {
+        self.param("tag").flatten()
+    }
+
+    /// The display name with quoted-pair escapes (`\"`, `\\`) undone.
+    pub fn display_name_text(&self) -> Option<std::borrow::Cow<'b, [u8]>> {
+        let d = self.display_name?;
+        if !self.display_name_quoted || memchr::memchr(b'\\', d).is_none() {
+            return Some(std::borrow::Cow::Borrowed(d));
+        }
+        let mut out = Vec::with_capacity(d.len());
+        let mut i = 0;
+        while i < d.len() {
+            if d[i] == b'\\' && i + 1 < d.len() {
+                i += 1;
+            }
+            out.push(d[i]);
+            i += 1;
+        }
+        Some(std::borrow::Cow::Owned(out))
+    }
+}
+
+/// An iterator over the comma-separated name-addrs of a Contact, Route or Record-Route value.
+#[derive(Debug, Clone)]
+pub struct NameAddrs<'b> {
+    rest: &'b [u8],
+}
+
+impl<'b> NameAddrs<'b> {
+    /// Iterates the entries of one header value.
+    pub fn new(value: &'b [u8]) -> Self {
+        NameAddrs { rest: value }
+    }
+}
+
+impl<'b> Iterator for NameAddrs<'b> {
+    type Item = Result<NameAddr<'b>, ValueError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if trim_lws(self.rest).is_empty() {
+            return None;
+        }
+        match NameAddr::parse_prefix(self.rest, Some(b',')) {
+            Ok((na, used)) => {
+                let after = &self.rest[used..];
+                if after.first() == Some(&b',') {
+                    let next = &after[1..];
+                    if trim_lws(next).is_empty() {
+                        self.rest = &[];
+                        return Some(Err(ValueError));
+                    }
+                    self.rest = next;
+                } else {
+                    self.rest = &[];
+                }
+                Some(Ok(na))
+            }
+            Err(e) => {
+                self.rest = &[];
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// One Via value (RFC 3261 §20.42).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via<'b> {
+    /// Protocol name, normally `SIP`.
+    pub protocol: &'b [u8],
+    /// Protocol version, normally `2.0`.
+    pub version: &'b [u8],
+    /// Transport token (`UDP`, `TCP`, `TLS`, `SCTP`, `WS`, or any other token).
+    pub transport: &'b [u8],
+    /// sent-by host.
+    pub host: Host<'b>,
+    /// sent-by port.
+    pub port: Option<u16>,
+    /// The parameters, raw, without the leading `;`.
+    pub params: &'b [u8],
+}
+
+impl<'b> Via<'b> {
+    fn parse_prefix(s: &'b [u8]) -> Result<(Via<'b>, usize), ValueError> {
+        let mut c = Cursor::new(s);
+        c.skip_lws();
+        let protocol = c.token().ok_or(ValueError)?;
+        c.skip_lws();
+        if !c.eat(b'/') {
+            return Err(ValueError);
+        }
+        c.skip_lws();
+        let version = c.token().ok_or(ValueError)?;
+        c.skip_lws();
+        if !c.eat(b'/') {
+            return Err(ValueError);
+        }
+        c.skip_lws();
+        let transport = c.token().ok_or(ValueError)?;
+        // LWS is required between sent-protocol and sent-by.
+        let before = c.i;
+        c.skip_lws();
+        if c.i == before {
+            return Err(ValueError);
+        }
+        let (host, n) = parse_host(c.rest()).ok_or(ValueError)?;
+        c.i += n;
+        let mut port = None;
+        c.skip_lws();
+        if c.eat(b':') {
+            c.skip_lws();
+            let start = c.i;
+            while c.peek().is_some_and(|b| b.is_ascii_digit()) {
+                c.i += 1;
+            }
+            port = Some(parse_decimal(&s[start..c.i], 65535).ok_or(ValueError)? as u16);
+        }
+        let params = c.generic_params(Some(b','))?;
+        Ok((
+            Via {
+                protocol,
+                version,
+                transport,
+                host,
+                port,
+                params,
+            },
+            c.i,
+        ))
+    }
+
+    /// Parses a single Via value.
+    pub fn parse(s: &'b [u8]) -> Result<Via<'b>, ValueError> {
+        let (v, used) = Self::parse_prefix(s)?;
+        if used != s.len() {
+            return Err(ValueError);
+        }
+        Ok(v)
+    }
+
+    /// The value of parameter `name` (`Some(None)` for a flag parameter).
+    pub fn param(&self, name: &str) -> Option<Option<&'b [u8]>> {
+        params(self.params)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// All parameters.
+    pub fn params(&self) -> Params<'b> {
+        params(self.params)
+    }
+
+    /// The `branch` parameter.
+    pub fn branch(&self) -> Option<&'b [u8]> {
+        self.param("branch").flatten()
+    }
+
+    /// The `received` parameter (an IPv6 value may come with or without brackets, RFC 5118 §4.5).
+    pub fn received(&self) -> Option<&'b [u8]> {
+        self.param("received").flatten()
+    }
+
+    /// The `rport` parameter: `Some(None)` when present without a value (RFC 3581 request).
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.param("rport")
+            .map(|v| v.and_then(|v| parse_decimal(v, 65535).map(|p| p as u16)))
+    }
+}
+
+/// An iterator over the comma-separated values of one Via header.
+#[derive(Debug, Clone)]
+pub struct Vias<'b> {
+    rest: &'b [u8],
+}
+
+impl<'b> Vias<'b> {
+    /// Iterates the Via values of one header value.
+    pub fn new(value: &'b [u8]) -> Self {
+        Vias { rest: value }
+    }
+}
+
+impl<'b> Iterator for Vias<'b> {
+    type Item = Result<Via<'b>, ValueError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if trim_lws(self.rest).is_empty() {
+            return None;
+        }
+        match Via::parse_prefix(self.rest) {
+            Ok((v, used)) => {
+                let after = &self.rest[used..];
+                if after.first() == Some(&b',') {
+                    let next = &after[1..];
+                    if trim_lws(next).is_empty() {
+                        self.rest = &[];
+                        return Some(Err(ValueError));
+                    }
+                    self.rest = next;
+                } else {
+                    self.rest = &[];
+                }
+                Some(Ok(v))
+            }
+            Err(e) => {
+                self.rest = &[];
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// The CSeq header: sequence number and method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CSeq<'b> {
+    /// The sequence number (at most 2^31 - 1 when sent by a conforming UA, at most 2^32 - 1 here).
+    pub number: u32,
+    /// The method, case as sent.
+    pub method: &'b [u8],
+}
+
+impl<'b> CSeq<'b> {
+    /// Parses `1*DIGIT LWS Method`.
+    pub fn parse(s: &'b [u8]) -> Result<CSeq<'b>, ValueError> {
+        let s = trim_lws(s);
+        let mut i = 0;
+        while i < s.len() && s[i].is_ascii_digit() {
+            i += 1;
+        }
+        let number = parse_decimal(&s[..i], u64::from(u32::MAX)).ok_or(ValueError)? as u32;
+        let rest = &s[i..];
+        let method = trim_lws(rest);
+        if method.len() == rest.len() || method.is_empty() || !method.iter().all(|&c| is_token(c)) {
+            return Err(ValueError);
+        }
+        Ok(CSeq { number, method })
+    }
+}
+
+/// Checks a Call-ID value: `word [ "@" word ]` (RFC 3261 §25).
+pub(crate) fn check_call_id(v: &[u8]) -> Result<(), ValueError> {
+    let (a, b) = match memchr::memchr(b'@', v) {
+        Some(at) => (&v[..at], Some(&v[at + 1..])),
+        None => (v, None),
+    };
+    let word = |w: &[u8]| !w.is_empty() && w.iter().all(|&c| super::chars::is_word(c));
+    if word(a) && b.is_none_or(word) {
+        Ok(())
+    } else {
+        Err(ValueError)
+    }
+}
+
+/// Checks a media type: `type "/" subtype *( SEMI m-parameter )`.
+pub(crate) fn check_media_type(v: &[u8]) -> Result<(), ValueError> {
+    let mut c = Cursor::new(v);
+    c.token().ok_or(ValueError)?;
+    c.skip_lws();
+    if !c.eat(b'/') {
+        return Err(ValueError);
+    }
+    c.skip_lws();
+    c.token().ok_or(ValueError)?;
+    c.generic_params(None).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(HeaderKind::from_name(b"call-id"), HeaderKind::CallId);
+        assert_eq!(HeaderKind::from_name(b"I"), HeaderKind::CallId);
+        assert_eq!(
+            HeaderKind::from_name(b"MaX-fOrWaRdS"),
+            HeaderKind::MaxForwards
+        );
+        assert_eq!(HeaderKind::from_name(b"C%6Fntact"), HeaderKind::Other);
+        assert_eq!(HeaderKind::from_name(b"q"), HeaderKind::Other);
+        for (c, k) in [
+            (b'i', HeaderKind::CallId),
+            (b'f', HeaderKind::From),
+            (b't', HeaderKind::To),
+            (b'v', HeaderKind::Via),
+            (b'm', HeaderKind::Contact),
+            (b'l', HeaderKind::ContentLength),
+            (b'c', HeaderKind::ContentType),
+            (b'e', HeaderKind::ContentEncoding),
+            (b'k', HeaderKind::Supported),
+            (b's', HeaderKind::Subject),
+            (b'o', HeaderKind::Event),
+            (b'u', HeaderKind::AllowEvents),
+            (b'r', HeaderKind::ReferTo),
+            (b'b', HeaderKind::ReferredBy),
+            (b'x', HeaderKind::SessionExpires),
+            (b'y', HeaderKind::Identity),
+            (b'a', HeaderKind::AcceptContact),
+            (b'j', HeaderKind::RejectContact),
+            (b'd', HeaderKind::RequestDisposition),
+            (b'n', HeaderKind::IdentityInfo),
+        ] {
+            assert_eq!(HeaderKind::from_name(&[c]), k);
+            assert_eq!(HeaderKind::from_name(&[c.to_ascii_uppercase()]), k);
+            let long = k.canonical_name().unwrap();
+            assert_eq!(
+                HeaderKind::from_name(long.to_ascii_uppercase().as_bytes()),
+                k
+            );
+        }
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let n = NameAddr::parse(
+            b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8",
+        )
+        .unwrap();
+        assert_eq!(n.tag(), Some(&b"98asjd8"[..]));
+        assert_eq!(&*n.display_name_text().unwrap(), b"J Rosenberg \\\"");
+        let n =
+            NameAddr::parse(b"sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
+        assert_eq!(n.tag(), Some(&b"1918181833n"[..]));
+        assert_eq!(n.display_name, None);
+        let n = NameAddr::parse(b"caller<sip:caller@example.com>;tag=323").unwrap();
+        assert_eq!(n.display_name, Some(&b"caller"[..]));
+        assert!(NameAddr::parse(b"\"Watson, Thomas\" < sip:t.watson@example.org >").is_err());
+        assert!(NameAddr::parse(b"Bell, Alexander <sip:a.g.bell@bell-tel.com>;tag=43").is_err());
+        assert!(NameAddr::parse(b"\"Mr. J. User <sip:j.user@example.com>").is_err());
+        assert!(NameAddr::parse(b"sip:user@example.com?Route=%3Csip:sip.example.com%3E").is_err());
+        assert!(NameAddr::parse(b"<sip:a@b>;;").is_err());
+    }
+
+    #[test]
+    fn lists() {
+        let v: Vec<_> = NameAddrs::new(b"<sip:a@b>;q=0.5, \"x,y\" <sip:c@d;p=1>").collect();
+        assert_eq!(v.len(), 2);
+        assert!(v.iter().all(|r| r.is_ok()));
+        let v: Vec<_> = NameAddrs::new(b"\"Joe\" <sip:joe@example.org>;;,;,,").collect();
+        assert!(v.iter().any(|r| r.is_err()));
+        let v: Vec<_> = Vias::new(b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ,\r\n SIP  /    2.0   / UDP  192.168.255.111   ; branch=\r\n z9hG4bK30239").collect();
+        assert_eq!(v.len(), 2);
+        let a = v[0].unwrap();
+        assert_eq!(a.transport, b"TCP");
+        assert_eq!(a.branch(), Some(&b"z9hG4bK9ikj8"[..]));
+        assert_eq!(v[1].unwrap().branch(), Some(&b"z9hG4bK30239"[..]));
+        assert!(Vias::new(b"SIP/2.0/UDP 192.0.2.15;;,;,,").any(|r| r.is_err()));
+        let v = Via::parse(
+            b"SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3-111;rport",
+        )
+        .unwrap();
+        assert_eq!(v.received(), Some(&b"[2001:db8::9:255]"[..]));
+        assert_eq!(v.rport(), Some(None));
+    }
+
+    #[test]
+    fn cseq_and_call_id() {
+        assert_eq!(
+            CSeq::parse(b"0009\r\n  INVITE").unwrap(),
+            CSeq {
+                number: 9,
+                method: b"INVITE"
+            }
+        );
+        assert!(CSeq::parse(b"36893488147419103232 INVITE").is_err());
+        assert!(CSeq::parse(b"1INVITE").is_err());
+        assert!(check_call_id(b"abc@1.2.3.4").is_ok());
+        assert!(check_call_id(b"a b").is_err());
+        assert!(check_call_id(b"a@b@c").is_err());
+        assert!(check_media_type(b"application/sdp").is_ok());
+        assert!(check_media_type(b"multipart/mixed;boundary=7a9cbec02ceef655").is_ok());
+        assert!(check_media_type(b"text").is_err());
+    }
+}

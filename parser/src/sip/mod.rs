@@ -1,0 +1,820 @@
+//! SIP messages (RFC 3261 §7 and §25): zero-copy parsing, typed header access, the Call-ID fast
+//! path and stream framing.
+//!
+//! [`parse`] splits a message into a start line, a caller-supplied array of [`Header`]s and a
+//! body, all slices of the input, and checks the syntax of every header routing depends on
+//! (Via, Call-ID, CSeq, From, To, Max-Forwards, Content-Length, Content-Type, Contact, Route,
+//! Record-Route, Expires, Date), so that a message that passes can be routed without further
+//! error paths. Nothing is allocated. Unknown headers are kept and only their line structure is
+//! checked.
+//!
+//! Limits: a message may have at most as many header lines as the caller's array holds (past
+//! that, [`ErrorKind::TooManyHeaders`], answered 400); lengths are bounded only by the input.
+
+mod callid;
+pub(crate) mod chars;
+mod frame;
+mod header;
+mod uri;
+
+pub use callid::find_call_id;
+pub use frame::{frame, FrameError, FrameOptions, Framed};
+pub use header::{
+    CSeq, Header, HeaderKind, NameAddr, NameAddrs, ValueError, Via, Vias, EMPTY_HEADER,
+};
+pub use uri::{params, parse_uri, percent_decode, Host, Params, Scheme, Uri, UriContext, UriError};
+
+use crate::Status;
+use chars::{is_token, parse_decimal, trim_lws};
+use std::fmt;
+
+/// How the bytes handed to [`parse`] were delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One whole UDP datagram: a missing Content-Length means "the rest of the datagram" (RFC 3261
+    /// §18.3), a body shorter than Content-Length is an error, and bytes after the body are
+    /// reported by [`Message::trailing`] (RFC 4475 §3.1.1.8).
+    Datagram,
+    /// A prefix of a TCP byte stream: Content-Length is required, an incomplete message gives
+    /// [`Status::Partial`], and [`Message::len`] says where the next message starts.
+    Stream,
+}
+
+/// The first line of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartLine<'b> {
+    /// `Method SP Request-URI SP SIP-Version`
+    Request {
+        /// The method, case as sent (methods are case-sensitive).
+        method: &'b [u8],
+        /// The Request-URI as sent.
+        uri: &'b [u8],
+    },
+    /// `SIP-Version SP Status-Code SP Reason-Phrase`
+    Response {
+        /// The status code, 100 to 699.
+        code: u16,
+        /// The reason phrase, possibly empty, as sent (UTF-8 allowed).
+        reason: &'b [u8],
+    },
+}
+
+/// The SIP methods sipshard knows (RFC 3261 and extensions); others are [`Method::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum Method<'b> {
+    Invite,
+    Ack,
+    Bye,
+    Cancel,
+    Register,
+    Options,
+    Message,
+    Info,
+    Update,
+    Prack,
+    Subscribe,
+    Notify,
+    Refer,
+    Publish,
+    /// Any other (extension) method.
+    Other(&'b [u8]),
+}
+
+impl<'b> Method<'b> {
+    /// Classifies a method name (case-sensitive, RFC 3261 §7.1).
+    pub fn from_bytes(m: &'b [u8]) -> Method<'b> {
+        match m {
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"BYE" => Method::Bye,
+            b"CANCEL" => Method::Cancel,
+            b"REGISTER" => Method::Register,
+            b"OPTIONS" => Method::Options,
+            b"MESSAGE" => Method::Message,
+            b"INFO" => Method::Info,
+            b"UPDATE" => Method::Update,
+            b"PRACK" => Method::Prack,
+            b"SUBSCRIBE" => Method::Subscribe,
+            b"NOTIFY" => Method::Notify,
+            b"REFER" => Method::Refer,
+            b"PUBLISH" => Method::Publish,
+            other => Method::Other(other),
+        }
+    }
+}
+
+/// What was wrong with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The Request-Line or Status-Line is malformed (extra or missing SP, no version...).
+    StartLine,
+    /// The method is not a token.
+    Method,
+    /// The Request-URI is malformed (or carries headers, or is enclosed in `<>`).
+    RequestUri,
+    /// The SIP-Version is well-formed but not 2.0.
+    VersionNotSupported,
+    /// The status code is not three digits in 100..=699.
+    StatusCode,
+    /// A header line has no name, a malformed name, or no colon.
+    HeaderName,
+    /// A bare CR or LF where CRLF was required.
+    LineEnding,
+    /// The header section ends before its closing empty line.
+    HeadersIncomplete,
+    /// More header lines than the caller's header array holds.
+    TooManyHeaders,
+    /// The value of a header sipshard checks is malformed.
+    InvalidHeader(HeaderKind),
+    /// The datagram is shorter than Content-Length says.
+    BodyTruncated,
+    /// A stream message without Content-Length (RFC 3261 §18.3 requires it).
+    MissingContentLength,
+    /// The CSeq method differs from the request method.
+    CSeqMethodMismatch,
+    /// The CSeq method differs from an unknown request method (RFC 4475 §3.1.2.18: 501).
+    UnknownMethodMismatch,
+}
+
+/// A rejected message: what was wrong, and whether it was a response (responses are never
+/// answered, only dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Error {
+    /// What was wrong.
+    pub kind: ErrorKind,
+    /// Whether the start line said this is a response.
+    pub is_response: bool,
+}
+
+/// What to do with a rejected message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Answer the request with this status code.
+    Reply(u16),
+    /// Drop it silently (a malformed response, RFC 3261 §18.1.2 / RFC 4475 §3.1.2.5).
+    Drop,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Reply(c) => write!(f, "{c}"),
+            Verdict::Drop => f.write_str("drop"),
+        }
+    }
+}
+
+impl Error {
+    /// The response RFC 3261 / RFC 4475 give this error.
+    pub fn verdict(&self) -> Verdict {
+        if self.is_response {
+            return Verdict::Drop;
+        }
+        Verdict::Reply(match self.kind {
+            ErrorKind::VersionNotSupported => 505,
+            ErrorKind::UnknownMethodMismatch => 501,
+            _ => 400,
+        })
+    }
+
+    /// A short reason, fit for a Warning header or a log line.
+    pub fn reason(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::StartLine => "malformed start line",
+            ErrorKind::Method => "malformed method",
+            ErrorKind::RequestUri => "malformed Request-URI",
+            ErrorKind::VersionNotSupported => "SIP version not supported",
+            ErrorKind::StatusCode => "malformed status code",
+            ErrorKind::HeaderName => "malformed header line",
+            ErrorKind::LineEnding => "bare CR or LF in header section",
+            ErrorKind::HeadersIncomplete => "header section not terminated",
+            ErrorKind::TooManyHeaders => "too many header lines",
+            ErrorKind::InvalidHeader(k) => invalid_header_reason(k),
+            ErrorKind::BodyTruncated => "body shorter than Content-Length",
+            ErrorKind::MissingContentLength => "Content-Length required on stream transports",
+            ErrorKind::CSeqMethodMismatch | ErrorKind::UnknownMethodMismatch => {
+                "CSeq method does not match the request method"
+            }
+        }
+    }
+
+    /// A stable machine-readable label for metrics (`parse errors by reason`).
+    pub fn label(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::StartLine => "start_line",
+            ErrorKind::Method => "method",
+            ErrorKind::RequestUri => "request_uri",
+            ErrorKind::VersionNotSupported => "version",
+            ErrorKind::StatusCode => "status_code",
+            ErrorKind::HeaderName => "header_name",
+            ErrorKind::LineEnding => "line_ending",
+            ErrorKind::HeadersIncomplete => "headers_incomplete",
+            ErrorKind::TooManyHeaders => "too_many_headers",
+            ErrorKind::InvalidHeader(_) => "header_value",
+            ErrorKind::BodyTruncated => "body_truncated",
+            ErrorKind::MissingContentLength => "missing_content_length",
+            ErrorKind::CSeqMethodMismatch | ErrorKind::UnknownMethodMismatch => "cseq_mismatch",
+        }
+    }
+}
+
+fn invalid_header_reason(k: HeaderKind) -> &'static str {
+    match k {
+        HeaderKind::Via => "malformed Via header",
+        HeaderKind::CallId => "malformed Call-ID header",
+        HeaderKind::CSeq => "malformed CSeq header",
+        HeaderKind::From => "malformed From header",
+        HeaderKind::To => "malformed To header",
+        HeaderKind::MaxForwards => "malformed Max-Forwards header",
+        HeaderKind::ContentLength => "malformed Content-Length header",
+        HeaderKind::ContentType => "malformed Content-Type header",
+        HeaderKind::Contact => "malformed Contact header",
+        HeaderKind::Route => "malformed Route header",
+        HeaderKind::RecordRoute => "malformed Record-Route header",
+        HeaderKind::Expires => "malformed Expires header",
+        HeaderKind::Date => "malformed Date header",
+        _ => "malformed header value",
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for Error {}
+
+const NONE: u16 = u16::MAX;
+
+/// A parsed SIP message: slices into the input, plus the routing fields decoded during the parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message<'h, 'b> {
+    buf: &'b [u8],
+    start: StartLine<'b>,
+    request_uri: Option<Uri<'b>>,
+    headers: &'h [Header<'b>],
+    call_id: Option<&'b [u8]>,
+    cseq: Option<CSeq<'b>>,
+    from_idx: u16,
+    to_idx: u16,
+    from_tag: Option<&'b [u8]>,
+    to_tag: Option<&'b [u8]>,
+    top_via: Option<Via<'b>>,
+    max_forwards: Option<u8>,
+    content_length: Option<u32>,
+    content_type_idx: u16,
+    content_length_conflict: bool,
+    head_len: usize,
+    body_start: usize,
+    body_end: usize,
+}
+
+impl<'h, 'b> Message<'h, 'b> {
+    /// The start line.
+    pub fn start_line(&self) -> StartLine<'b> {
+        self.start
+    }
+
+    /// Whether this is a request.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// The method of a request, as sent.
+    pub fn method(&self) -> Option<&'b [u8]> {
+        match self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The method of a request, or the CSeq method of a response.
+    pub fn method_kind(&self) -> Option<Method<'b>> {
+        self.method()
+            .or(self.cseq.map(|c| c.method))
+            .map(Method::from_bytes)
+    }
+
+    /// The parsed Request-URI of a request.
+    pub fn request_uri(&self) -> Option<Uri<'b>> {
+        self.request_uri
+    }
+
+    /// The status code of a response.
+    pub fn status_code(&self) -> Option<u16> {
+        match self.start {
+            StartLine::Response { code, .. } => Some(code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// All header lines, in order.
+    pub fn headers(&self) -> &'h [Header<'b>] {
+        self.headers
+    }
+
+    /// The value of the first header called `name` (long or compact form, any case).
+    pub fn header(&self, name: &str) -> Option<&'b [u8]> {
+        self.header_values(name).next()
+    }
+
+    /// Values of every header called `name`, in order (long or compact form, any case).
+    pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'b [u8]> + 's {
+        let kind = HeaderKind::from_name(name.as_bytes());
+        self.headers
+            .iter()
+            .filter(move |h| {
+                if kind == HeaderKind::Other {
+                    h.kind == HeaderKind::Other && h.name.eq_ignore_ascii_case(name.as_bytes())
+                } else {
+                    h.kind == kind
+                }
+            })
+            .map(|h| h.value)
+    }
+
+    /// Values of every header of a known kind.
+    pub fn values_of(&self, kind: HeaderKind) -> impl Iterator<Item = &'b [u8]> + 'h {
+        self.headers
+            .iter()
+            .filter(move |h| h.kind == kind)
+            .map(|h| h.value)
+    }
+
+    /// How many header lines of `kind` the message has (RFC 4475 §3.3.8: more than one Call-ID,
+    /// CSeq, From, To or Max-Forwards is well-formed but must be refused above the parser).
+    pub fn count_of(&self, kind: HeaderKind) -> usize {
+        self.headers.iter().filter(|h| h.kind == kind).count()
+    }
+
+    /// The Call-ID (first one, when several were sent).
+    pub fn call_id(&self) -> Option<&'b [u8]> {
+        self.call_id
+    }
+
+    /// The CSeq.
+    pub fn cseq(&self) -> Option<CSeq<'b>> {
+        self.cseq
+    }
+
+    /// The From header.
+    pub fn from(&self) -> Option<NameAddr<'b>> {
+        self.name_addr(self.from_idx)
+    }
+
+    /// The To header.
+    pub fn to(&self) -> Option<NameAddr<'b>> {
+        self.name_addr(self.to_idx)
+    }
+
+    fn name_addr(&self, idx: u16) -> Option<NameAddr<'b>> {
+        let h = self.headers.get(usize::from(idx))?;
+        NameAddr::parse(h.value).ok()
+    }
+
+    /// The From tag.
+    pub fn from_tag(&self) -> Option<&'b [u8]> {
+        self.from_tag
+    }
+
+    /// The To tag.
+    pub fn to_tag(&self) -> Option<&'b [u8]> {
+        self.to_tag
+    }
+
+    /// The topmost Via value.
+    pub fn top_via(&self) -> Option<Via<'b>> {
+        self.top_via
+    }
+
+    /// The branch of the topmost Via.
+    pub fn branch(&self) -> Option<&'b [u8]> {
+        self.top_via.and_then(|v| v.branch())
+    }
+
+    /// Every Via value, top first, across all Via header lines.
+    pub fn vias(&self) -> impl Iterator<Item = Via<'b>> + 'h {
+        self.values_of(HeaderKind::Via)
+            .flat_map(|v| Vias::new(v).filter_map(Result::ok))
+    }
+
+    /// Max-Forwards.
+    pub fn max_forwards(&self) -> Option<u8> {
+        self.max_forwards
+    }
+
+    /// Content-Length, when the message carried one.
+    pub fn content_length(&self) -> Option<u32> {
+        self.content_length
+    }
+
+    /// Whether several Content-Length headers disagreed (RFC 4475 §3.3.9): the message parses,
+    /// but its framing cannot be trusted; answer 400 and, on a stream, close the connection.
+    pub fn content_length_conflict(&self) -> bool {
+        self.content_length_conflict
+    }
+
+    /// Content-Type, as sent.
+    pub fn content_type(&self) -> Option<&'b [u8]> {
+        self.headers
+            .get(usize::from(self.content_type_idx))
+            .map(|h| h.value)
+    }
+
+    /// Every Contact entry; `None` for the wildcard `*`.
+    pub fn contacts(&self) -> impl Iterator<Item = NameAddr<'b>> + 'h {
+        self.values_of(HeaderKind::Contact)
+            .filter(|v| *v != b"*")
+            .flat_map(|v| NameAddrs::new(v).filter_map(Result::ok))
+    }
+
+    /// Every Route entry, in order.
+    pub fn routes(&self) -> impl Iterator<Item = NameAddr<'b>> + 'h {
+        self.values_of(HeaderKind::Route)
+            .flat_map(|v| NameAddrs::new(v).filter_map(Result::ok))
+    }
+
+    /// Every Record-Route entry, in order.
+    pub fn record_routes(&self) -> impl Iterator<Item = NameAddr<'b>> + 'h {
+        self.values_of(HeaderKind::RecordRoute)
+            .flat_map(|v| NameAddrs::new(v).filter_map(Result::ok))
+    }
+
+    /// The Expires header, in seconds.
+    pub fn expires(&self) -> Option<u32> {
+        self.values_of(HeaderKind::Expires)
+            .next()
+            .and_then(|v| parse_decimal(trim_lws(v), u64::from(u32::MAX)))
+            .map(|v| v as u32)
+    }
+
+    /// The body.
+    pub fn body(&self) -> &'b [u8] {
+        &self.buf[self.body_start..self.body_end]
+    }
+
+    /// Length of the start line and header section, closing empty line included.
+    pub fn head_len(&self) -> usize {
+        self.head_len
+    }
+
+    /// Length of the whole message (leading CRLFs, head and body). On a stream, the next message
+    /// starts here.
+    pub fn len(&self) -> usize {
+        self.body_end
+    }
+
+    /// Whether the message is empty (never true for a parsed message).
+    pub fn is_empty(&self) -> bool {
+        self.body_end == 0
+    }
+
+    /// Bytes after the message in the buffer (a datagram's extra octets, RFC 4475 §3.1.1.8).
+    pub fn trailing(&self) -> &'b [u8] {
+        &self.buf[self.body_end..]
+    }
+
+    /// The bytes the message was parsed from.
+    pub fn as_bytes(&self) -> &'b [u8] {
+        &self.buf[..self.body_end]
+    }
+}
+
+/// Internal: an error, or "need more bytes" (stream framing only).
+enum Fail {
+    Incomplete,
+    Bad(ErrorKind),
+}
+
+impl From<ErrorKind> for Fail {
+    fn from(k: ErrorKind) -> Fail {
+        Fail::Bad(k)
+    }
+}
+
+/// Parses one SIP message from `buf` into `headers`.
+///
+/// `Ok(Status::Partial)` is returned only with [`Framing::Stream`]; a datagram that ends early is
+/// an error.
+pub fn parse<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [Header<'b>],
+    framing: Framing,
+) -> Result<Status<Message<'h, 'b>>, Error> {
+    let mut is_response = false;
+    match parse_inner(buf, headers, framing, &mut is_response) {
+        Ok(m) => Ok(Status::Complete(m)),
+        Err(Fail::Incomplete) => match framing {
+            Framing::Stream => Ok(Status::Partial),
+            Framing::Datagram => Err(Error {
+                kind: ErrorKind::HeadersIncomplete,
+                is_response,
+            }),
+        },
+        Err(Fail::Bad(kind)) => Err(Error { kind, is_response }),
+    }
+}
+
+/// Finds the end of the line starting at `from`: the index of its CR. Requires CRLF.
+#[inline]
+fn line_end(buf: &[u8], from: usize) -> Result<usize, Fail> {
+    let rest = &buf[from..];
+    match memchr::memchr2(b'\r', b'\n', rest) {
+        None => Err(Fail::Incomplete),
+        Some(i) if rest[i] == b'\n' => Err(Fail::Bad(ErrorKind::LineEnding)),
+        Some(i) => match rest.get(i + 1) {
+            None => Err(Fail::Incomplete),
+            Some(b'\n') => Ok(from + i),
+            Some(_) => Err(Fail::Bad(ErrorKind::LineEnding)),
+        },
+    }
+}
+
+fn parse_version(v: &[u8]) -> Result<(), ErrorKind> {
+    // SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT ("SIP" case-insensitive per RFC 3261 §25)
+    if v.len() < 7 || !v[..4].eq_ignore_ascii_case(b"SIP/") {
+        return Err(ErrorKind::StartLine);
+    }
+    let nums = &v[4..];
+    let dot = memchr::memchr(b'.', nums).ok_or(ErrorKind::StartLine)?;
+    let (major, minor) = (&nums[..dot], &nums[dot + 1..]);
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    if !digits(major) || !digits(minor) {
+        return Err(ErrorKind::StartLine);
+    }
+    if nums != b"2.0" {
+        return Err(ErrorKind::VersionNotSupported);
+    }
+    Ok(())
+}
+
+fn parse_inner<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [Header<'b>],
+    framing: Framing,
+    is_response: &mut bool,
+) -> Result<Message<'h, 'b>, Fail> {
+    // RFC 3261 §7.5: CRLFs before the start line are ignored.
+    let mut pos = 0;
+    while buf.get(pos) == Some(&b'\r') || buf.get(pos) == Some(&b'\n') {
+        pos += 1;
+    }
+    if pos >= buf.len() {
+        return Err(Fail::Incomplete);
+    }
+    let sl_end = line_end(buf, pos)?;
+    let line = &buf[pos..sl_end];
+    let (start, request_uri) = if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+        *is_response = true;
+        (parse_status_line(line)?, None)
+    } else {
+        let (s, u) = parse_request_line(line)?;
+        (s, Some(u))
+    };
+    pos = sl_end + 2;
+
+    let mut n = 0usize;
+    let mut call_id = None;
+    let mut cseq = None;
+    let mut from_idx = NONE;
+    let mut to_idx = NONE;
+    let mut from_tag = None;
+    let mut to_tag = None;
+    let mut top_via: Option<Via<'b>> = None;
+    let mut max_forwards = None;
+    let mut content_length: Option<u32> = None;
+    let mut content_length_conflict = false;
+    let mut content_type_idx = NONE;
+
+    let head_end = loop {
+        match buf.get(pos) {
+            None => return Err(Fail::Incomplete),
+            Some(b'\r') => match buf.get(pos + 1) {
+                None => return Err(Fail::Incomplete),
+                Some(b'\n') => break pos + 2,
+                Some(_) => return Err(ErrorKind::LineEnding.into()),
+            },
+            Some(_) => {}
+        }
+        // header-name HCOLON
+        let name_start = pos;
+        while pos < buf.len() && is_token(buf[pos]) {
+            pos += 1;
+        }
+        let name = &buf[name_start..pos];
+        while pos < buf.len() && (buf[pos] == b' ' || buf[pos] == b'\t') {
+            pos += 1;
+        }
+        match buf.get(pos) {
+            None => return Err(Fail::Incomplete),
+            Some(b':') if !name.is_empty() => pos += 1,
+            Some(_) => return Err(ErrorKind::HeaderName.into()),
+        }
+        // The value runs to the first CRLF not followed by SP or HT.
+        let value_start = pos;
+        let mut end = line_end(buf, pos)?;
+        loop {
+            match buf.get(end + 2) {
+                None => return Err(Fail::Incomplete),
+                Some(b' ') | Some(b'\t') => end = line_end(buf, end + 2)?,
+                Some(_) => break,
+            }
+        }
+        pos = end + 2;
+        let value = trim_lws(&buf[value_start..end]);
+        let kind = HeaderKind::from_name(name);
+        if n >= headers.len() {
+            return Err(ErrorKind::TooManyHeaders.into());
+        }
+        headers[n] = Header { name, value, kind };
+        let idx = n as u16;
+        n += 1;
+
+        let bad = Fail::Bad(ErrorKind::InvalidHeader(kind));
+        match kind {
+            HeaderKind::Other => {}
+            HeaderKind::Via => {
+                for v in Vias::new(value) {
+                    let v = v.map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
+                    if top_via.is_none() {
+                        top_via = Some(v);
+                    }
+                }
+                if top_via.is_none() {
+                    return Err(bad);
+                }
+            }
+            HeaderKind::CallId => {
+                header::check_call_id(value)
+                    .map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
+                call_id.get_or_insert(value);
+            }
+            HeaderKind::CSeq => {
+                let c =
+                    CSeq::parse(value).map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
+                cseq.get_or_insert(c);
+            }
+            HeaderKind::From | HeaderKind::To => {
+                let na = NameAddr::parse(value)
+                    .map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
+                if kind == HeaderKind::From && from_idx == NONE {
+                    from_idx = idx;
+                    from_tag = na.tag();
+                } else if kind == HeaderKind::To && to_idx == NONE {
+                    to_idx = idx;
+                    to_tag = na.tag();
+                }
+            }
+            HeaderKind::MaxForwards => {
+                let v = parse_decimal(value, 255).ok_or(bad)?;
+                max_forwards.get_or_insert(v as u8);
+            }
+            HeaderKind::ContentLength => {
+                let v = parse_decimal(value, u64::from(u32::MAX)).ok_or(bad)? as u32;
+                match content_length {
+                    None => content_length = Some(v),
+                    Some(old) if old != v => content_length_conflict = true,
+                    Some(_) => {}
+                }
+            }
+            HeaderKind::ContentType => {
+                header::check_media_type(value)
+                    .map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
+                if content_type_idx == NONE {
+                    content_type_idx = idx;
+                }
+            }
+            HeaderKind::Contact => {
+                if value != b"*" {
+                    let mut any = false;
+                    for na in NameAddrs::new(value) {
+                        na.map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
+                        any = true;
+                    }
+                    if !any {
+                        return Err(bad);
+                    }
+                }
+            }
+            HeaderKind::Route | HeaderKind::RecordRoute => {
+                let mut any = false;
+                for na in NameAddrs::new(value) {
+                    na.map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
+                    any = true;
+                }
+                if !any {
+                    return Err(bad);
+                }
+            }
+            HeaderKind::Expires => {
+                parse_decimal(value, u64::from(u32::MAX)).ok_or(bad)?;
+            }
+            HeaderKind::Date => {
+                // rfc1123-date: the zone must be "GMT" (RFC 3261 §20.17, RFC 4475 §3.1.2.12).
+                if !value.ends_with(b" GMT") {
+                    return Err(bad);
+                }
+            }
+            _ => {}
+        }
+    };
+
+    if let (StartLine::Request { method, .. }, Some(c)) = (start, cseq) {
+        if c.method != method {
+            return Err(match Method::from_bytes(method) {
+                Method::Other(_) => ErrorKind::UnknownMethodMismatch,
+                _ => ErrorKind::CSeqMethodMismatch,
+            }
+            .into());
+        }
+    }
+
+    let avail = buf.len() - head_end;
+    let body_len = match (content_length, framing) {
+        (Some(cl), _) => {
+            let cl = cl as usize;
+            if cl > avail {
+                return match framing {
+                    Framing::Stream => Err(Fail::Incomplete),
+                    Framing::Datagram => Err(ErrorKind::BodyTruncated.into()),
+                };
+            }
+            cl
+        }
+        (None, Framing::Datagram) => avail,
+        (None, Framing::Stream) => return Err(ErrorKind::MissingContentLength.into()),
+    };
+
+    Ok(Message {
+        buf,
+        start,
+        request_uri,
+        headers: &headers[..n],
+        call_id,
+        cseq,
+        from_idx,
+        to_idx,
+        from_tag,
+        to_tag,
+        top_via,
+        max_forwards,
+        content_length,
+        content_type_idx,
+        content_length_conflict,
+        head_len: head_end,
+        body_start: head_end,
+        body_end: head_end + body_len,
+    })
+}
+
+fn parse_request_line(line: &[u8]) -> Result<(StartLine<'_>, Uri<'_>), ErrorKind> {
+    // Method SP Request-URI SP SIP-Version: exactly two single spaces (RFC 4475 §3.1.2.9/10).
+    let sp1 = memchr::memchr(b' ', line).ok_or(ErrorKind::StartLine)?;
+    let method = &line[..sp1];
+    if method.is_empty() || !method.iter().all(|&c| is_token(c)) {
+        return Err(ErrorKind::Method);
+    }
+    let rest = &line[sp1 + 1..];
+    let sp2 = memchr::memchr(b' ', rest).ok_or(ErrorKind::StartLine)?;
+    let uri_bytes = &rest[..sp2];
+    let version = &rest[sp2 + 1..];
+    if uri_bytes.is_empty() {
+        return Err(ErrorKind::StartLine);
+    }
+    if memchr::memchr2(b' ', b'\t', version).is_some() {
+        // Either trailing white space or LWS inside the Request-URI (§3.1.2.8/10).
+        return Err(ErrorKind::StartLine);
+    }
+    parse_version(version)?;
+    let uri = parse_uri(uri_bytes, UriContext::RequestUri).map_err(|_| ErrorKind::RequestUri)?;
+    Ok((
+        StartLine::Request {
+            method,
+            uri: uri_bytes,
+        },
+        uri,
+    ))
+}
+
+fn parse_status_line(line: &[u8]) -> Result<StartLine<'_>, ErrorKind> {
+    let sp1 = memchr::memchr(b' ', line).ok_or(ErrorKind::StartLine)?;
+    parse_version(&line[..sp1])?;
+    let rest = &line[sp1 + 1..];
+    let code_end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+    let code = &rest[..code_end];
+    if code.len() != 3 {
+        return Err(ErrorKind::StatusCode);
+    }
+    let code = parse_decimal(code, 699).ok_or(ErrorKind::StatusCode)? as u16;
+    if code < 100 {
+        return Err(ErrorKind::StatusCode);
+    }
+    // RFC 3261 requires the SP before an empty reason; a missing one is tolerated.
+    let reason = rest.get(code_end + 1..).unwrap_or(&[]);
+    Ok(StartLine::Response { code, reason })
+}
+
+#[cfg(test)]
+mod tests;

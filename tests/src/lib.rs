@@ -1,0 +1,1 @@
+//! Helpers for the integration tests: where the binaries and the test vectors are.
