@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn classes() {
         assert!(is_token(b'%') && is_token(b'~') && !is_token(b'@') && !is_token(b' '));
-        assert!(is_word(b'@') == false && is_word(b'<') && is_word(b'"'));
+        assert!(!is_word(b'@') && is_word(b'<') && is_word(b'"'));
         assert!(is_user(b';') && is_user(b'?') && !is_user(b'@') && !is_user(b':'));
         assert!(is_param(b':') && !is_param(b';') && !is_param(b'='));
         assert!(escapes_ok(b"a%41b") && !escapes_ok(b"a%4") && !escapes_ok(b"%zz"));

@@ -686,19 +686,8 @@ fn parse_inner<'h, 'b>(
                     content_type_idx = idx;
                 }
             }
-            HeaderKind::Contact => {
-                if value != b"*" {
-                    let mut any = false;
-                    for na in NameAddrs::new(value) {
-                        na.map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
-                        any = true;
-                    }
-                    if !any {
-                        return Err(bad);
-                    }
-                }
-            }
-            HeaderKind::Route | HeaderKind::RecordRoute => {
+            HeaderKind::Contact if value == b"*" => {}
+            HeaderKind::Contact | HeaderKind::Route | HeaderKind::RecordRoute => {
                 let mut any = false;
                 for na in NameAddrs::new(value) {
                     na.map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
@@ -711,12 +700,8 @@ fn parse_inner<'h, 'b>(
             HeaderKind::Expires => {
                 parse_decimal(value, u64::from(u32::MAX)).ok_or(bad)?;
             }
-            HeaderKind::Date => {
-                // rfc1123-date: the zone must be "GMT" (RFC 3261 §20.17, RFC 4475 §3.1.2.12).
-                if !value.ends_with(b" GMT") {
-                    return Err(bad);
-                }
-            }
+            // rfc1123-date: the zone must be "GMT" (RFC 3261 §20.17, RFC 4475 §3.1.2.12).
+            HeaderKind::Date if !value.ends_with(b" GMT") => return Err(bad),
             _ => {}
         }
     };
