@@ -97,7 +97,7 @@ fn inspect_sip(input: &[u8], stream: bool) -> Vec<Report> {
 
 fn sip_report(offset: usize, buf: &[u8]) -> Report {
     let mut headers = [sip::EMPTY_HEADER; MAX_HEADERS];
-    let m = match sip::parse(buf, &mut headers, Framing::Datagram) {
+    let m = match sip::parse_strict(buf, &mut headers, Framing::Datagram) {
         Ok(Status::Complete(m)) => m,
         Ok(Status::Partial) => unreachable!("datagram framing never returns Partial"),
         Err(e) => return rejected(offset, e.reason(), e.verdict().to_string()),

@@ -69,7 +69,8 @@ fn naive_header(buf: &[u8], names: &[&str]) -> Option<String> {
 }
 
 fn parse<'h, 'b>(buf: &'b [u8], h: &'h mut [Header<'b>]) -> Result<Message<'h, 'b>, sip::Error> {
-    sip::parse(buf, h, Framing::Datagram).map(|s| s.complete().expect("datagram never partial"))
+    sip::parse_strict(buf, h, Framing::Datagram)
+        .map(|s| s.complete().expect("datagram never partial"))
 }
 
 fn check_fields(name: &str, buf: &[u8], m: &Message<'_, '_>) {

@@ -39,7 +39,10 @@ fn parts() -> impl Strategy<Value = Parts> {
         "[a-z0-9][a-z0-9_.-]{0,10}",
         "[a-z][a-z0-9-]{0,10}(\\.[a-z][a-z0-9-]{0,8}){0,3}",
         proptest::option::of(1u16..),
-        ("[a-zA-Z0-9.!%*_+-]{1,30}", proptest::option::of("[a-z0-9.]{1,20}")),
+        (
+            "[a-zA-Z0-9.!%*_+-]{1,30}",
+            proptest::option::of("[a-z0-9.]{1,20}"),
+        ),
         any::<u32>(),
         token(),
         proptest::option::of(token()),
@@ -53,7 +56,20 @@ fn parts() -> impl Strategy<Value = Parts> {
         ),
     )
         .prop_map(
-            |(method, user, host, port, (cid, cid_host), cseq, from_tag, to_tag, branches, mf, body, (compact, upper, fold))| Parts {
+            |(
+                method,
+                user,
+                host,
+                port,
+                (cid, cid_host),
+                cseq,
+                from_tag,
+                to_tag,
+                branches,
+                mf,
+                body,
+                (compact, upper, fold),
+            )| Parts {
                 method,
                 user,
                 host,
@@ -104,8 +120,17 @@ fn build(p: &Parts) -> Vec<u8> {
         .iter()
         .map(|b| format!("SIP/2.0/UDP {}:5060;branch={}", p.host, b))
         .collect();
-    m += &format!("{}:{}{}\r\n", name(p, 0, "Via", Some("v")), sep(p, 0), vias.join(", "));
-    m += &format!("{}: {}\r\n", name(p, 1, "Max-Forwards", None), p.max_forwards);
+    m += &format!(
+        "{}:{}{}\r\n",
+        name(p, 0, "Via", Some("v")),
+        sep(p, 0),
+        vias.join(", ")
+    );
+    m += &format!(
+        "{}: {}\r\n",
+        name(p, 1, "Max-Forwards", None),
+        p.max_forwards
+    );
     m += &format!(
         "{}: <sip:a@{}>;{}tag={}\r\n",
         name(p, 2, "From", Some("f")),
@@ -113,11 +138,35 @@ fn build(p: &Parts) -> Vec<u8> {
         sep(p, 2),
         p.from_tag
     );
-    let to_tag = p.to_tag.as_ref().map(|t| format!(";tag={t}")).unwrap_or_default();
-    m += &format!("{}: \"Bob\" <{}>{}\r\n", name(p, 3, "To", Some("t")), ruri, to_tag);
-    m += &format!("{}:{}{}\r\n", name(p, 4, "Call-ID", Some("i")), sep(p, 4), p.call_id);
-    m += &format!("{}: {}{}{}\r\n", name(p, 5, "CSeq", None), p.cseq, sep(p, 5), p.method);
-    m += &format!("{}: {}\r\n", name(p, 6, "Content-Length", Some("l")), p.body.len());
+    let to_tag = p
+        .to_tag
+        .as_ref()
+        .map(|t| format!(";tag={t}"))
+        .unwrap_or_default();
+    m += &format!(
+        "{}: \"Bob\" <{}>{}\r\n",
+        name(p, 3, "To", Some("t")),
+        ruri,
+        to_tag
+    );
+    m += &format!(
+        "{}:{}{}\r\n",
+        name(p, 4, "Call-ID", Some("i")),
+        sep(p, 4),
+        p.call_id
+    );
+    m += &format!(
+        "{}: {}{}{}\r\n",
+        name(p, 5, "CSeq", None),
+        p.cseq,
+        sep(p, 5),
+        p.method
+    );
+    m += &format!(
+        "{}: {}\r\n",
+        name(p, 6, "Content-Length", Some("l")),
+        p.body.len()
+    );
     m += "\r\n";
     let mut v = m.into_bytes();
     v.extend_from_slice(&p.body);
@@ -132,7 +181,7 @@ proptest! {
         let buf = build(&p);
         for framing in [Framing::Datagram, Framing::Stream] {
             let mut h = [EMPTY_HEADER; 16];
-            let m = sip::parse(&buf, &mut h, framing).unwrap().complete().unwrap();
+            let m = sip::parse_strict(&buf, &mut h, framing).unwrap().complete().unwrap();
             prop_assert_eq!(m.method(), Some(p.method.as_bytes()));
             let ru = m.request_uri().unwrap();
             prop_assert_eq!(ru.user, Some(p.user.as_bytes()));

@@ -26,17 +26,8 @@ macro_rules! header_kinds {
                 }
             }
 
-            /// Classifies a header name, long or compact form, case-insensitively.
-            pub fn from_name(name: &[u8]) -> HeaderKind {
-                if name.len() == 1 {
-                    let c = name[0].to_ascii_lowercase();
-                    $( $( if c == $compact { return HeaderKind::$variant; } )? )*
-                    return HeaderKind::Other;
-                }
-                // Dispatch on length first: most names are rejected by one comparison.
-                $( if name.len() == $name.len() && name.eq_ignore_ascii_case($name.as_bytes()) {
-                    return HeaderKind::$variant;
-                } )*
+            fn compact(c: u8) -> HeaderKind {
+                $( $( if c == $compact { return HeaderKind::$variant; } )? )*
                 HeaderKind::Other
             }
         }
@@ -70,6 +61,146 @@ header_kinds! {
     RejectContact => "Reject-Contact", b'j';
     RequestDisposition => "Request-Disposition", b'd';
     IdentityInfo => "Identity-Info", b'n';
+}
+
+impl HeaderKind {
+    /// Classifies a header name, long or compact form, case-insensitively: one dispatch on
+    /// (length, first letter), then at most one comparison.
+    pub fn from_name(name: &[u8]) -> HeaderKind {
+        use HeaderKind::*;
+        let Some(&first) = name.first() else {
+            return Other;
+        };
+        let first = first.to_ascii_lowercase();
+        let candidate = match (name.len(), first) {
+            (1, c) => return HeaderKind::compact(c),
+            (2, b't') => To,
+            (3, b'v') => Via,
+            (4, b'f') => From,
+            (4, b'c') => CSeq,
+            (4, b'd') => Date,
+            (5, b'r') => Route,
+            (5, b'e') => Event,
+            (7, b'c') => match name[1].to_ascii_lowercase() {
+                b'a' => CallId,
+                _ => Contact,
+            },
+            (7, b'e') => Expires,
+            (7, b's') => Subject,
+            (8, b'i') => Identity,
+            (8, b'r') => ReferTo,
+            (9, b's') => Supported,
+            (11, b'r') => ReferredBy,
+            (12, b'm') => MaxForwards,
+            (12, b'c') => ContentType,
+            (12, b'r') => RecordRoute,
+            (12, b'a') => AllowEvents,
+            (13, b'i') => IdentityInfo,
+            (14, b'c') => ContentLength,
+            (14, b'a') => AcceptContact,
+            (14, b'r') => RejectContact,
+            (15, b's') => SessionExpires,
+            (16, b'c') => ContentEncoding,
+            (19, b'r') => RequestDisposition,
+            _ => return Other,
+        };
+        match candidate.canonical_name() {
+            Some(c) if token_eq_ignore_case(name, c.as_bytes()) => candidate,
+            _ => Other,
+        }
+    }
+}
+
+/// Case-insensitive equality of a token (as the header splitter accepts them) with an ASCII
+/// name: for token characters, setting bit 0x20 maps upper-case letters to lower case and
+/// changes no other token character into a letter, digit or `-`.
+#[inline]
+fn token_eq_ignore_case(token: &[u8], name: &[u8]) -> bool {
+    #[inline(always)]
+    fn w8(s: &[u8], i: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[i..i + 8]);
+        u64::from_le_bytes(w) | 0x2020_2020_2020_2020
+    }
+    #[inline(always)]
+    fn w4(s: &[u8], i: usize) -> u32 {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[i..i + 4]);
+        u32::from_le_bytes(w) | 0x2020_2020
+    }
+    let n = token.len();
+    if n != name.len() {
+        return false;
+    }
+    if n >= 8 {
+        // Whole words, the last one overlapping the previous.
+        let mut i = 0;
+        while i + 8 < n {
+            if w8(token, i) != w8(name, i) {
+                return false;
+            }
+            i += 8;
+        }
+        return w8(token, n - 8) == w8(name, n - 8);
+    }
+    if n >= 4 {
+        return w4(token, 0) == w4(name, 0) && w4(token, n - 4) == w4(name, n - 4);
+    }
+    token.iter().zip(name).all(|(&a, &b)| a | 0x20 == b | 0x20)
+}
+
+/// Finds the `tag` parameter of a From/To value without decoding the URI: skips a quoted
+/// display name, then the `<...>` URI (or, for an addr-spec, up to the first `;`), and scans
+/// the header parameters.
+pub(crate) fn name_addr_tag(v: &[u8]) -> Option<&[u8]> {
+    // Short values: plain loops beat memchr's set-up cost here.
+    let mut i = 0;
+    while i < v.len() && is_lws(v[i]) {
+        i += 1;
+    }
+    if v.get(i) == Some(&b'"') {
+        i += 1;
+        while i < v.len() {
+            match v[i] {
+                b'\\' => i += 2,
+                b'"' => break,
+                _ => i += 1,
+            }
+        }
+        i += 1;
+    }
+    // Skip to the header parameters: after `<...>`, or from the first `;` of an addr-spec.
+    while i < v.len() && v[i] != b'<' && v[i] != b';' {
+        i += 1;
+    }
+    if v.get(i) == Some(&b'<') {
+        while i < v.len() && v[i] != b'>' {
+            i += 1;
+        }
+    }
+    loop {
+        while i < v.len() && v[i] != b';' {
+            i += 1;
+        }
+        if i >= v.len() {
+            return None;
+        }
+        i += 1;
+        let start = i;
+        while i < v.len() && v[i] != b';' && v[i] != b'=' {
+            i += 1;
+        }
+        if v.get(i) != Some(&b'=') || !trim_lws(&v[start..i]).eq_ignore_ascii_case(b"tag") {
+            continue;
+        }
+        i += 1;
+        let vstart = i;
+        while i < v.len() && v[i] != b';' {
+            i += 1;
+        }
+        let t = trim_lws(&v[vstart..i]);
+        return (!t.is_empty()).then_some(t);
+    }
 }
 
 /// A header as it appears in the message: name and value are slices of the message bytes. The
@@ -156,16 +287,27 @@ impl<'b> Cursor<'b> {
     /// `*( SEMI generic-param )`: validates and returns the raw parameter text (after the
     /// first `;`), up to the end or `stop`.
     fn generic_params(&mut self, stop: Option<u8>) -> Result<&'b [u8], ValueError> {
+        self.generic_params_with(stop, |_, _| {})
+    }
+
+    /// As `generic_params`, calling `seen(name, value)` for every parameter.
+    fn generic_params_with(
+        &mut self,
+        stop: Option<u8>,
+        mut seen: impl FnMut(&'b [u8], Option<&'b [u8]>),
+    ) -> Result<&'b [u8], ValueError> {
         self.skip_lws();
         let start = self.i;
         let mut any = false;
         while self.eat(b';') {
             any = true;
             self.skip_lws();
-            self.token().ok_or(ValueError)?;
+            let name = self.token().ok_or(ValueError)?;
             self.skip_lws();
+            let mut value = None;
             if self.eat(b'=') {
                 self.skip_lws();
+                let vstart = self.i;
                 if self.peek() == Some(b'"') {
                     self.quoted().ok_or(ValueError)?;
                 } else if self.peek() == Some(b'[') {
@@ -181,8 +323,10 @@ impl<'b> Cursor<'b> {
                         return Err(ValueError);
                     }
                 }
+                value = Some(&self.s[vstart..self.i]);
                 self.skip_lws();
             }
+            seen(name, value);
         }
         if !self.at_end() && (stop.is_none() || self.peek() != stop) {
             return Err(ValueError);
@@ -378,6 +522,9 @@ pub struct Via<'b> {
     pub port: Option<u16>,
     /// The parameters, raw, without the leading `;`.
     pub params: &'b [u8],
+    branch: Option<&'b [u8]>,
+    received: Option<&'b [u8]>,
+    rport: Option<Option<u16>>,
 }
 
 impl<'b> Via<'b> {
@@ -415,7 +562,16 @@ impl<'b> Via<'b> {
             }
             port = Some(parse_decimal(&s[start..c.i], 65535).ok_or(ValueError)? as u16);
         }
-        let params = c.generic_params(Some(b','))?;
+        let (mut branch, mut received, mut rport) = (None, None, None);
+        let params = c.generic_params_with(Some(b','), |name, value| {
+            if name.eq_ignore_ascii_case(b"branch") {
+                branch.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case(b"received") {
+                received.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case(b"rport") {
+                rport.get_or_insert(value.and_then(|v| parse_decimal(v, 65535).map(|p| p as u16)));
+            }
+        })?;
         Ok((
             Via {
                 protocol,
@@ -424,6 +580,9 @@ impl<'b> Via<'b> {
                 host,
                 port,
                 params,
+                branch: branch.flatten(),
+                received: received.flatten(),
+                rport,
             },
             c.i,
         ))
@@ -452,18 +611,17 @@ impl<'b> Via<'b> {
 
     /// The `branch` parameter.
     pub fn branch(&self) -> Option<&'b [u8]> {
-        self.param("branch").flatten()
+        self.branch
     }
 
     /// The `received` parameter (an IPv6 value may come with or without brackets, RFC 5118 §4.5).
     pub fn received(&self) -> Option<&'b [u8]> {
-        self.param("received").flatten()
+        self.received
     }
 
     /// The `rport` parameter: `Some(None)` when present without a value (RFC 3581 request).
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.param("rport")
-            .map(|v| v.and_then(|v| parse_decimal(v, 65535).map(|p| p as u16)))
+        self.rport
     }
 }
 
@@ -650,6 +808,23 @@ mod tests {
         .unwrap();
         assert_eq!(v.received(), Some(&b"[2001:db8::9:255]"[..]));
         assert_eq!(v.rport(), Some(None));
+    }
+
+    #[test]
+    fn fast_tag_agrees_with_full_decode() {
+        for v in [
+            &b"\"A <b>; c\" <sip:a@b;tag=uri>;tag=hdr"[..],
+            b"<sip:a@b;tag=inuri>",
+            b"sip:a@b ; TAG = 77 ;x=1",
+            b"Bob <sip:bob@example.com>;x=1;tag=z",
+            b"\"J \\\"q\\\"\" <sip:j@example.com>;tag=k",
+            b"<sip:a@b>;tag=",
+        ] {
+            let full = NameAddr::parse(v).ok().and_then(|n| n.tag());
+            assert_eq!(name_addr_tag(v), full, "{}", String::from_utf8_lossy(v));
+        }
+        assert_eq!(name_addr_tag(b"<sip:a@b;tag=inuri>"), None);
+        assert_eq!(name_addr_tag(b"sip:a@b ; TAG = 77 ;x=1"), Some(&b"77"[..]));
     }
 
     #[test]

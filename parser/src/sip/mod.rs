@@ -248,26 +248,24 @@ impl std::error::Error for Error {}
 
 const NONE: u16 = u16::MAX;
 
-/// A parsed SIP message: slices into the input, plus the routing fields decoded during the parse.
+/// A parsed SIP message: slices into the input, plus the scalar routing fields decoded during
+/// the parse (Call-ID, CSeq, Max-Forwards, Content-Length). Everything else is decoded when
+/// asked for; [`Message::validate`] checks the full syntax of every header sipshard knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message<'h, 'b> {
     buf: &'b [u8],
     start: StartLine<'b>,
-    request_uri: Option<Uri<'b>>,
     headers: &'h [Header<'b>],
     call_id: Option<&'b [u8]>,
     cseq: Option<CSeq<'b>>,
     from_idx: u16,
     to_idx: u16,
-    from_tag: Option<&'b [u8]>,
-    to_tag: Option<&'b [u8]>,
-    top_via: Option<Via<'b>>,
+    via_idx: u16,
+    content_type_idx: u16,
     max_forwards: Option<u8>,
     content_length: Option<u32>,
-    content_type_idx: u16,
     content_length_conflict: bool,
     head_len: usize,
-    body_start: usize,
     body_end: usize,
 }
 
@@ -297,9 +295,12 @@ impl<'h, 'b> Message<'h, 'b> {
             .map(Method::from_bytes)
     }
 
-    /// The parsed Request-URI of a request.
+    /// The Request-URI of a request, parsed (`None` for a response or a malformed URI).
     pub fn request_uri(&self) -> Option<Uri<'b>> {
-        self.request_uri
+        match self.start {
+            StartLine::Request { uri, .. } => parse_uri(uri, UriContext::RequestUri).ok(),
+            StartLine::Response { .. } => None,
+        }
     }
 
     /// The status code of a response.
@@ -349,6 +350,10 @@ impl<'h, 'b> Message<'h, 'b> {
         self.headers.iter().filter(|h| h.kind == kind).count()
     }
 
+    fn value_at(&self, idx: u16) -> Option<&'b [u8]> {
+        self.headers.get(usize::from(idx)).map(|h| h.value)
+    }
+
     /// The Call-ID (first one, when several were sent).
     pub fn call_id(&self) -> Option<&'b [u8]> {
         self.call_id
@@ -359,39 +364,34 @@ impl<'h, 'b> Message<'h, 'b> {
         self.cseq
     }
 
-    /// The From header.
+    /// The From header, decoded.
     pub fn from(&self) -> Option<NameAddr<'b>> {
-        self.name_addr(self.from_idx)
+        NameAddr::parse(self.value_at(self.from_idx)?).ok()
     }
 
-    /// The To header.
+    /// The To header, decoded.
     pub fn to(&self) -> Option<NameAddr<'b>> {
-        self.name_addr(self.to_idx)
+        NameAddr::parse(self.value_at(self.to_idx)?).ok()
     }
 
-    fn name_addr(&self, idx: u16) -> Option<NameAddr<'b>> {
-        let h = self.headers.get(usize::from(idx))?;
-        NameAddr::parse(h.value).ok()
-    }
-
-    /// The From tag.
+    /// The From tag (found without decoding the whole header).
     pub fn from_tag(&self) -> Option<&'b [u8]> {
-        self.from_tag
+        header::name_addr_tag(self.value_at(self.from_idx)?)
     }
 
-    /// The To tag.
+    /// The To tag (found without decoding the whole header).
     pub fn to_tag(&self) -> Option<&'b [u8]> {
-        self.to_tag
+        header::name_addr_tag(self.value_at(self.to_idx)?)
     }
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Option<Via<'b>> {
-        self.top_via
+        Vias::new(self.value_at(self.via_idx)?).next()?.ok()
     }
 
     /// The branch of the topmost Via.
     pub fn branch(&self) -> Option<&'b [u8]> {
-        self.top_via.and_then(|v| v.branch())
+        self.top_via().and_then(|v| v.branch())
     }
 
     /// Every Via value, top first, across all Via header lines.
@@ -418,12 +418,10 @@ impl<'h, 'b> Message<'h, 'b> {
 
     /// Content-Type, as sent.
     pub fn content_type(&self) -> Option<&'b [u8]> {
-        self.headers
-            .get(usize::from(self.content_type_idx))
-            .map(|h| h.value)
+        self.value_at(self.content_type_idx)
     }
 
-    /// Every Contact entry; `None` for the wildcard `*`.
+    /// Every Contact entry (none for the wildcard `*`).
     pub fn contacts(&self) -> impl Iterator<Item = NameAddr<'b>> + 'h {
         self.values_of(HeaderKind::Contact)
             .filter(|v| *v != b"*")
@@ -452,7 +450,7 @@ impl<'h, 'b> Message<'h, 'b> {
 
     /// The body.
     pub fn body(&self) -> &'b [u8] {
-        &self.buf[self.body_start..self.body_end]
+        &self.buf[self.head_len..self.body_end]
     }
 
     /// Length of the start line and header section, closing empty line included.
@@ -480,6 +478,75 @@ impl<'h, 'b> Message<'h, 'b> {
     pub fn as_bytes(&self) -> &'b [u8] {
         &self.buf[..self.body_end]
     }
+
+    /// Checks the full RFC 3261 syntax of the Request-URI and of every header sipshard knows
+    /// (Via, Call-ID, CSeq, From, To, Max-Forwards, Content-Length, Content-Type, Contact,
+    /// Route, Record-Route, Expires, Date), and that the header section has no bare CR.
+    ///
+    /// [`parse`] checks only framing and the scalar routing fields, so that routing a message
+    /// costs little; a server calls this before acting on a message (RFC 4475 §3.1.2 verdicts
+    /// hold for `parse` followed by `validate`).
+    pub fn validate(&self) -> Result<(), Error> {
+        let is_response = !self.is_request();
+        let err = |kind| Error { kind, is_response };
+        if let StartLine::Request { uri, .. } = self.start {
+            parse_uri(uri, UriContext::RequestUri).map_err(|_| err(ErrorKind::RequestUri))?;
+        }
+        let head = &self.buf[..self.head_len];
+        for cr in memchr::memchr_iter(b'\r', head) {
+            if head.get(cr + 1) != Some(&b'\n') {
+                return Err(err(ErrorKind::LineEnding));
+            }
+        }
+        for h in self.headers {
+            validate_header(h.kind, h.value).map_err(|_| err(ErrorKind::InvalidHeader(h.kind)))?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_header(kind: HeaderKind, value: &[u8]) -> Result<(), ValueError> {
+    match kind {
+        HeaderKind::Via => {
+            let mut any = false;
+            for v in Vias::new(value) {
+                v?;
+                any = true;
+            }
+            if !any {
+                return Err(ValueError);
+            }
+        }
+        HeaderKind::CallId => header::check_call_id(value)?,
+        HeaderKind::CSeq => {
+            CSeq::parse(value)?;
+        }
+        HeaderKind::From | HeaderKind::To => {
+            NameAddr::parse(value)?;
+        }
+        HeaderKind::MaxForwards => {
+            parse_decimal(value, 255).ok_or(ValueError)?;
+        }
+        HeaderKind::ContentLength | HeaderKind::Expires => {
+            parse_decimal(value, u64::from(u32::MAX)).ok_or(ValueError)?;
+        }
+        HeaderKind::ContentType => header::check_media_type(value)?,
+        HeaderKind::Contact if value == b"*" => {}
+        HeaderKind::Contact | HeaderKind::Route | HeaderKind::RecordRoute => {
+            let mut any = false;
+            for na in NameAddrs::new(value) {
+                na?;
+                any = true;
+            }
+            if !any {
+                return Err(ValueError);
+            }
+        }
+        // rfc1123-date: the zone must be "GMT" (RFC 3261 §20.17, RFC 4475 §3.1.2.12).
+        HeaderKind::Date if !value.ends_with(b" GMT") => return Err(ValueError),
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Internal: an error, or "need more bytes" (stream framing only).
@@ -495,6 +562,11 @@ impl From<ErrorKind> for Fail {
 }
 
 /// Parses one SIP message from `buf` into `headers`.
+///
+/// Checks framing, the start line, the header line structure (CRLF line ends, folding, names
+/// and colons) and the scalar routing fields (Call-ID present values, CSeq, Max-Forwards,
+/// Content-Length, the CSeq method against the request method). Call [`Message::validate`] for
+/// the full syntax of the other headers.
 ///
 /// `Ok(Status::Partial)` is returned only with [`Framing::Stream`]; a datagram that ends early is
 /// an error.
@@ -517,22 +589,62 @@ pub fn parse<'h, 'b>(
     }
 }
 
-/// Finds the end of the line starting at `from`: the index of its CR. Requires CRLF.
+/// [`parse`] then [`Message::validate`]: what a server does with a message it will act on.
+pub fn parse_strict<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [Header<'b>],
+    framing: Framing,
+) -> Result<Status<Message<'h, 'b>>, Error> {
+    let r = parse(buf, headers, framing)?;
+    if let Status::Complete(m) = &r {
+        m.validate()?;
+    }
+    Ok(r)
+}
+
+/// Finds the LF ending the line that starts at `from` and checks the CR before it.
 #[inline]
 fn line_end(buf: &[u8], from: usize) -> Result<usize, Fail> {
-    let rest = &buf[from..];
-    match memchr::memchr2(b'\r', b'\n', rest) {
+    match memchr::memchr(b'\n', &buf[from..]) {
         None => Err(Fail::Incomplete),
-        Some(i) if rest[i] == b'\n' => Err(Fail::Bad(ErrorKind::LineEnding)),
-        Some(i) => match rest.get(i + 1) {
-            None => Err(Fail::Incomplete),
-            Some(b'\n') => Ok(from + i),
-            Some(_) => Err(Fail::Bad(ErrorKind::LineEnding)),
-        },
+        Some(i) => {
+            let lf = from + i;
+            if lf > from && buf[lf - 1] == b'\r' {
+                Ok(lf - 1)
+            } else {
+                Err(Fail::Bad(ErrorKind::LineEnding))
+            }
+        }
+    }
+}
+
+/// The next LF at or after `from` from the header section's LF iterator (which starts at
+/// `base`), with the CR before it checked; returns the index of the CR.
+#[inline]
+fn next_line_end(
+    newlines: &mut memchr::Memchr<'_>,
+    base: usize,
+    buf: &[u8],
+    from: usize,
+) -> Result<usize, Fail> {
+    loop {
+        let lf = base + newlines.next().ok_or(Fail::Incomplete)?;
+        if lf < from {
+            // A LF inside a header name or before the colon: not a line end we can use.
+            continue;
+        }
+        return if lf > from && buf[lf - 1] == b'\r' {
+            Ok(lf - 1)
+        } else {
+            Err(Fail::Bad(ErrorKind::LineEnding))
+        };
     }
 }
 
 fn parse_version(v: &[u8]) -> Result<(), ErrorKind> {
+    if v == b"SIP/2.0" {
+        return Ok(());
+    }
     // SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT ("SIP" case-insensitive per RFC 3261 §25)
     if v.len() < 7 || !v[..4].eq_ignore_ascii_case(b"SIP/") {
         return Err(ErrorKind::StartLine);
@@ -558,7 +670,7 @@ fn parse_inner<'h, 'b>(
 ) -> Result<Message<'h, 'b>, Fail> {
     // RFC 3261 §7.5: CRLFs before the start line are ignored.
     let mut pos = 0;
-    while buf.get(pos) == Some(&b'\r') || buf.get(pos) == Some(&b'\n') {
+    while pos < buf.len() && (buf[pos] == b'\r' || buf[pos] == b'\n') {
         pos += 1;
     }
     if pos >= buf.len() {
@@ -566,27 +678,27 @@ fn parse_inner<'h, 'b>(
     }
     let sl_end = line_end(buf, pos)?;
     let line = &buf[pos..sl_end];
-    let (start, request_uri) = if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+    let start = if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         *is_response = true;
-        (parse_status_line(line)?, None)
+        parse_status_line(line)?
     } else {
-        let (s, u) = parse_request_line(line)?;
-        (s, Some(u))
+        parse_request_line(line)?
     };
     pos = sl_end + 2;
+    // One pass over the header section for line ends.
+    let base = pos;
+    let mut newlines = memchr::memchr_iter(b'\n', &buf[base..]);
 
     let mut n = 0usize;
     let mut call_id = None;
-    let mut cseq = None;
+    let mut cseq: Option<CSeq<'b>> = None;
     let mut from_idx = NONE;
     let mut to_idx = NONE;
-    let mut from_tag = None;
-    let mut to_tag = None;
-    let mut top_via: Option<Via<'b>> = None;
+    let mut via_idx = NONE;
+    let mut content_type_idx = NONE;
     let mut max_forwards = None;
     let mut content_length: Option<u32> = None;
     let mut content_length_conflict = false;
-    let mut content_type_idx = NONE;
 
     let head_end = loop {
         match buf.get(pos) {
@@ -612,18 +724,24 @@ fn parse_inner<'h, 'b>(
             Some(b':') if !name.is_empty() => pos += 1,
             Some(_) => return Err(ErrorKind::HeaderName.into()),
         }
+        while pos < buf.len() && (buf[pos] == b' ' || buf[pos] == b'\t') {
+            pos += 1;
+        }
         // The value runs to the first CRLF not followed by SP or HT.
         let value_start = pos;
-        let mut end = line_end(buf, pos)?;
+        let mut end = next_line_end(&mut newlines, base, buf, pos)?;
         loop {
             match buf.get(end + 2) {
                 None => return Err(Fail::Incomplete),
-                Some(b' ') | Some(b'\t') => end = line_end(buf, end + 2)?,
+                Some(b' ') | Some(b'\t') => end = next_line_end(&mut newlines, base, buf, end + 2)?,
                 Some(_) => break,
             }
         }
         pos = end + 2;
-        let value = trim_lws(&buf[value_start..end]);
+        let mut value = &buf[value_start..end];
+        if value.last().is_some_and(|&c| chars::is_lws(c)) || value.first() == Some(&b'\r') {
+            value = trim_lws(value);
+        }
         let kind = HeaderKind::from_name(name);
         if n >= headers.len() {
             return Err(ErrorKind::TooManyHeaders.into());
@@ -632,23 +750,17 @@ fn parse_inner<'h, 'b>(
         let idx = n as u16;
         n += 1;
 
-        let bad = Fail::Bad(ErrorKind::InvalidHeader(kind));
         match kind {
             HeaderKind::Other => {}
-            HeaderKind::Via => {
-                for v in Vias::new(value) {
-                    let v = v.map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
-                    if top_via.is_none() {
-                        top_via = Some(v);
-                    }
-                }
-                if top_via.is_none() {
-                    return Err(bad);
-                }
-            }
+            HeaderKind::Via if via_idx == NONE => via_idx = idx,
+            HeaderKind::From if from_idx == NONE => from_idx = idx,
+            HeaderKind::To if to_idx == NONE => to_idx = idx,
+            HeaderKind::ContentType if content_type_idx == NONE => content_type_idx = idx,
             HeaderKind::CallId => {
-                header::check_call_id(value)
-                    .map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
+                // The routing key: one word, no white space (its full syntax: `validate`).
+                if value.is_empty() || value.iter().any(|&c| chars::is_lws(c)) {
+                    return Err(ErrorKind::InvalidHeader(kind).into());
+                }
                 call_id.get_or_insert(value);
             }
             HeaderKind::CSeq => {
@@ -656,52 +768,21 @@ fn parse_inner<'h, 'b>(
                     CSeq::parse(value).map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
                 cseq.get_or_insert(c);
             }
-            HeaderKind::From | HeaderKind::To => {
-                let na = NameAddr::parse(value)
-                    .map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
-                if kind == HeaderKind::From && from_idx == NONE {
-                    from_idx = idx;
-                    from_tag = na.tag();
-                } else if kind == HeaderKind::To && to_idx == NONE {
-                    to_idx = idx;
-                    to_tag = na.tag();
-                }
-            }
             HeaderKind::MaxForwards => {
-                let v = parse_decimal(value, 255).ok_or(bad)?;
+                let v =
+                    parse_decimal(value, 255).ok_or(Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
                 max_forwards.get_or_insert(v as u8);
             }
             HeaderKind::ContentLength => {
-                let v = parse_decimal(value, u64::from(u32::MAX)).ok_or(bad)? as u32;
+                let v = parse_decimal(value, u64::from(u32::MAX))
+                    .ok_or(Fail::Bad(ErrorKind::InvalidHeader(kind)))?
+                    as u32;
                 match content_length {
                     None => content_length = Some(v),
                     Some(old) if old != v => content_length_conflict = true,
                     Some(_) => {}
                 }
             }
-            HeaderKind::ContentType => {
-                header::check_media_type(value)
-                    .map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
-                if content_type_idx == NONE {
-                    content_type_idx = idx;
-                }
-            }
-            HeaderKind::Contact if value == b"*" => {}
-            HeaderKind::Contact | HeaderKind::Route | HeaderKind::RecordRoute => {
-                let mut any = false;
-                for na in NameAddrs::new(value) {
-                    na.map_err(|_| Fail::Bad(ErrorKind::InvalidHeader(kind)))?;
-                    any = true;
-                }
-                if !any {
-                    return Err(bad);
-                }
-            }
-            HeaderKind::Expires => {
-                parse_decimal(value, u64::from(u32::MAX)).ok_or(bad)?;
-            }
-            // rfc1123-date: the zone must be "GMT" (RFC 3261 §20.17, RFC 4475 §3.1.2.12).
-            HeaderKind::Date if !value.ends_with(b" GMT") => return Err(bad),
             _ => {}
         }
     };
@@ -735,26 +816,22 @@ fn parse_inner<'h, 'b>(
     Ok(Message {
         buf,
         start,
-        request_uri,
         headers: &headers[..n],
         call_id,
         cseq,
         from_idx,
         to_idx,
-        from_tag,
-        to_tag,
-        top_via,
+        via_idx,
+        content_type_idx,
         max_forwards,
         content_length,
-        content_type_idx,
         content_length_conflict,
         head_len: head_end,
-        body_start: head_end,
         body_end: head_end + body_len,
     })
 }
 
-fn parse_request_line(line: &[u8]) -> Result<(StartLine<'_>, Uri<'_>), ErrorKind> {
+fn parse_request_line(line: &[u8]) -> Result<StartLine<'_>, ErrorKind> {
     // Method SP Request-URI SP SIP-Version: exactly two single spaces (RFC 4475 §3.1.2.9/10).
     let sp1 = memchr::memchr(b' ', line).ok_or(ErrorKind::StartLine)?;
     let method = &line[..sp1];
@@ -762,25 +839,15 @@ fn parse_request_line(line: &[u8]) -> Result<(StartLine<'_>, Uri<'_>), ErrorKind
         return Err(ErrorKind::Method);
     }
     let rest = &line[sp1 + 1..];
-    let sp2 = memchr::memchr(b' ', rest).ok_or(ErrorKind::StartLine)?;
-    let uri_bytes = &rest[..sp2];
+    let sp2 = memchr::memrchr(b' ', rest).ok_or(ErrorKind::StartLine)?;
+    let uri = &rest[..sp2];
     let version = &rest[sp2 + 1..];
-    if uri_bytes.is_empty() {
-        return Err(ErrorKind::StartLine);
-    }
-    if memchr::memchr2(b' ', b'\t', version).is_some() {
-        // Either trailing white space or LWS inside the Request-URI (§3.1.2.8/10).
+    // White space inside the Request-URI, before or after it (§3.1.2.8/9/10) is malformed.
+    if uri.is_empty() || memchr::memchr2(b' ', b'\t', uri).is_some() || version.is_empty() {
         return Err(ErrorKind::StartLine);
     }
     parse_version(version)?;
-    let uri = parse_uri(uri_bytes, UriContext::RequestUri).map_err(|_| ErrorKind::RequestUri)?;
-    Ok((
-        StartLine::Request {
-            method,
-            uri: uri_bytes,
-        },
-        uri,
-    ))
+    Ok(StartLine::Request { method, uri })
 }
 
 fn parse_status_line(line: &[u8]) -> Result<StartLine<'_>, ErrorKind> {

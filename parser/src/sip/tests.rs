@@ -17,7 +17,7 @@ v=0\n";
 
 fn parse_dgram(buf: &[u8]) -> Result<Message<'static, '_>, Error> {
     let headers = Box::leak(Box::new([EMPTY_HEADER; 64]));
-    parse(buf, headers, Framing::Datagram).map(|s| s.complete().unwrap())
+    parse_strict(buf, headers, Framing::Datagram).map(|s| s.complete().unwrap())
 }
 
 #[test]

@@ -1,0 +1,35 @@
+//! `sipshard-load`: an open-loop SIP load generator with HdrHistogram latency reports.
+//!
+//! Operators size and tune sipshard with runs of this tool. It sends requests on a fixed
+//! schedule (`--rate`), whatever the server does, and measures each latency from the request's
+//! intended send time, so a stalled server shows up in the tail instead of hiding (coordinated
+//! omission). One sender/receiver thread per core, UDP batched with sendmmsg/recvmmsg, or TCP.
+//!
+//! - [`config`]: flags and the checked run configuration.
+//! - [`schedule`]: when each call is due.
+//! - [`scenario`]: what each call sends; templates.
+//! - [`engine`]: the per-thread loop: transactions, retransmissions, timeouts.
+//! - [`transport`], [`udp`], [`tcp`]: sockets.
+//! - [`stats`]: counters and histograms; [`run`]: the main thread and `--ramp`.
+//! - [`report`], [`svg`]: the summary, `.hgrm`, interval log, JSON and SVG; [`compare`]: `report`.
+//! - [`responder`]: a stand-in server for tests and trials.
+
+#![warn(missing_docs)]
+
+pub mod compare;
+pub mod config;
+pub mod engine;
+pub mod report;
+pub mod responder;
+pub mod run;
+pub mod scenario;
+pub mod schedule;
+pub mod stats;
+pub mod svg;
+pub mod tcp;
+pub mod transport;
+pub mod udp;
+
+pub use config::Config;
+pub use report::Summary;
+pub use run::{run, run_and_report, RunResult};

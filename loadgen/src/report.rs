@@ -1,0 +1,504 @@
+//! What a run reports: the progress line, the final summary, and the report files.
+//!
+//! Everything an operator reads comes from here, so the printed summary and `summary.json` are
+//! both built from one [`Summary`] and cannot disagree. The `.hgrm` files use HdrHistogram's
+//! own percentile-distribution text format (what wrk2 and HdrHistogram's plotter read), the
+//! interval log is HdrHistogram's standard `.hlog`, and the SVG is the latency-by-percentile
+//! spectrum (see [`crate::svg`]).
+
+use crate::config::Config;
+use crate::run::RunResult;
+use crate::stats::Stats;
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// Histograms hold microseconds; reports are in milliseconds.
+pub const MICROS_PER_MS: f64 = 1000.0;
+
+/// The quantiles the summary shows, with their labels.
+pub const QUANTILES: [(&str, f64); 5] = [
+    ("p50", 0.5),
+    ("p90", 0.9),
+    ("p99", 0.99),
+    ("p99.9", 0.999),
+    ("p99.99", 0.9999),
+];
+
+/// One latency of the run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MetricSummary {
+    /// The latency's name (`options`, `park`, `trigger`, ...).
+    pub name: String,
+    /// Replies recorded.
+    pub count: u64,
+    /// Expected replies that never came.
+    pub timeouts: u64,
+    /// Smallest, ms.
+    pub min_ms: f64,
+    /// Mean, ms.
+    pub mean_ms: f64,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 90th percentile, ms.
+    pub p90_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// 99.9th percentile, ms.
+    pub p99_9_ms: f64,
+    /// 99.99th percentile, ms.
+    pub p99_99_ms: f64,
+    /// Largest, ms.
+    pub max_ms: f64,
+    /// p99 counting timeouts as infinitely slow; null when a timeout falls in the top 1%.
+    pub p99_with_timeouts_ms: Option<f64>,
+    /// (quantile, ms) points of the percentile spectrum, for plots and `report`.
+    pub spectrum: Vec<(f64, f64)>,
+}
+
+impl MetricSummary {
+    /// The summary's percentiles in [`QUANTILES`] order.
+    pub fn percentiles(&self) -> [f64; 5] {
+        [
+            self.p50_ms,
+            self.p90_ms,
+            self.p99_ms,
+            self.p99_9_ms,
+            self.p99_99_ms,
+        ]
+    }
+}
+
+/// The run, as printed and as written to `summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    /// Scenario name.
+    pub scenario: String,
+    /// udp or tcp.
+    pub transport: String,
+    /// The server.
+    pub target: String,
+    /// Load threads.
+    pub threads: usize,
+    /// Sockets / connections in all.
+    pub connections: usize,
+    /// `--rate`.
+    pub offered_rate: f64,
+    /// Calls actually started per second over the measured window.
+    pub sent_rate: f64,
+    /// First requests answered per second over the measured window.
+    pub achieved_rate: f64,
+    /// The measured window (after warmup), seconds.
+    pub measured_secs: f64,
+    /// Calls started (measured).
+    pub calls: u64,
+    /// Requests sent expecting a reply (transactions).
+    pub sent: u64,
+    /// Final replies to them.
+    pub answered: u64,
+    /// Transactions never answered within --timeout.
+    pub timeouts: u64,
+    /// Retransmissions (--retransmit).
+    pub retransmits: u64,
+    /// Calls made during --warmup (not measured).
+    pub warmup_calls: u64,
+    /// Matched replies by status code.
+    pub replies_by_code: BTreeMap<String, u64>,
+    /// Errors by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// How late requests left against their schedule: p50, p99, max, ms.
+    pub send_lag_ms: [f64; 3],
+    /// Each latency the scenario defines.
+    pub metrics: Vec<MetricSummary>,
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / MICROS_PER_MS
+}
+
+/// (quantile, ms) points of a histogram's percentile spectrum (5 ticks per half distance).
+pub fn spectrum(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    h.iter_quantiles(5)
+        .map(|v| {
+            let q = (v.quantile_iterated_to() * 1e12).round() / 1e12;
+            (q, ms(v.value_iterated_to()))
+        })
+        .collect()
+}
+
+impl Summary {
+    /// Summarises a run.
+    pub fn new(cfg: &Config, r: &RunResult) -> Summary {
+        let t = &r.total;
+        let secs = r.measured.as_secs_f64().max(1e-9);
+        let metrics = t
+            .metrics
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let h = &m.hist;
+                let q = |q: f64| {
+                    if h.is_empty() {
+                        0.0
+                    } else {
+                        ms(h.value_at_quantile(q))
+                    }
+                };
+                MetricSummary {
+                    name: m.name.to_string(),
+                    count: h.len(),
+                    timeouts: m.timeouts,
+                    min_ms: if h.is_empty() { 0.0 } else { ms(h.min()) },
+                    mean_ms: (h.mean() / MICROS_PER_MS * 1e3).round() / 1e3,
+                    p50_ms: q(0.5),
+                    p90_ms: q(0.9),
+                    p99_ms: q(0.99),
+                    p99_9_ms: q(0.999),
+                    p99_99_ms: q(0.9999),
+                    max_ms: if h.is_empty() { 0.0 } else { ms(h.max()) },
+                    p99_with_timeouts_ms: t.quantile_with_timeouts(i, 0.99).map(ms),
+                    spectrum: spectrum(h),
+                }
+            })
+            .collect();
+        let lag = |q: f64| {
+            if t.send_lag.is_empty() {
+                0.0
+            } else {
+                ms(t.send_lag.value_at_quantile(q))
+            }
+        };
+        Summary {
+            scenario: cfg.scenario.name().to_string(),
+            transport: cfg.transport.via_token().to_ascii_lowercase(),
+            target: cfg.target.to_string(),
+            threads: cfg.threads,
+            connections: cfg.connections,
+            offered_rate: cfg.rate,
+            sent_rate: round3(t.calls as f64 / secs),
+            achieved_rate: round3(t.metrics[0].hist.len() as f64 / secs),
+            measured_secs: round3(secs),
+            calls: t.calls,
+            sent: t.sent,
+            answered: t.answered,
+            timeouts: t.timeouts,
+            retransmits: t.retransmits,
+            warmup_calls: t.warmup_calls,
+            replies_by_code: t.codes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            errors: t.errors.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            send_lag_ms: [
+                lag(0.5),
+                lag(0.99),
+                if t.send_lag.is_empty() {
+                    0.0
+                } else {
+                    ms(t.send_lag.max())
+                },
+            ],
+            metrics,
+        }
+    }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1e3).round() / 1e3
+}
+
+/// The line printed every second.
+pub fn progress_line(
+    elapsed: Duration,
+    interval: Duration,
+    current: &Stats,
+    total: &Stats,
+    warming_up: bool,
+) -> String {
+    // Each thread hands over exactly one delta per INTERVAL; dividing by the wall time between
+    // two progress lines would only add the jitter of the main thread's wake-ups.
+    let _ = interval;
+    let secs = crate::engine::INTERVAL.as_secs_f64();
+    let (c1, c2, c3) = current.classes();
+    let first = &total.metrics[0];
+    let p = |q: f64| {
+        if first.hist.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.3}", ms(first.hist.value_at_quantile(q)))
+        }
+    };
+    let offered = (current.calls + current.warmup_calls) as f64 / secs;
+    let achieved = current.metrics[0].hist.len() as f64 / secs;
+    format!(
+        "[{:>5.1}s]{} offered {:>8.0}/s achieved {:>8.0}/s | 1xx {} 2xx {} 3xx-6xx {} | timeouts {} | {} p50 {} ms p99 {} ms",
+        elapsed.as_secs_f64(),
+        if warming_up { " warmup" } else { "" },
+        offered,
+        achieved,
+        c1,
+        c2,
+        c3,
+        total.timeouts,
+        first.name,
+        p(0.5),
+        p(0.99),
+    )
+}
+
+/// The summary as printed at the end of a run (and saved as `summary.txt`).
+pub fn render_text(s: &Summary) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "sipshard-load: {} over {} to {}, {} thread(s), {} {}",
+        s.scenario,
+        s.transport,
+        s.target,
+        s.threads,
+        s.connections,
+        if s.transport == "tcp" {
+            "connection(s)"
+        } else {
+            "socket(s)"
+        }
+    );
+    let _ = writeln!(
+        o,
+        "rate: offered {:.3}/s  sent {:.3}/s  achieved {:.3}/s  over {:.3} s",
+        s.offered_rate, s.sent_rate, s.achieved_rate, s.measured_secs
+    );
+    let _ = writeln!(
+        o,
+        "requests: calls {}  sent {}  answered {}  timeouts {}  retransmissions {}  (warmup calls {})",
+        s.calls, s.sent, s.answered, s.timeouts, s.retransmits, s.warmup_calls
+    );
+    let codes: Vec<String> = s
+        .replies_by_code
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let _ = writeln!(
+        o,
+        "replies by code: {}",
+        if codes.is_empty() {
+            "none".to_string()
+        } else {
+            codes.join("  ")
+        }
+    );
+    if s.errors.is_empty() {
+        let _ = writeln!(o, "errors: none");
+    } else {
+        let _ = writeln!(o, "errors:");
+        for (k, v) in &s.errors {
+            let _ = writeln!(o, "  {v:>10}  {k}");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "send lag (ms): p50 {:.3}  p99 {:.3}  max {:.3}",
+        s.send_lag_ms[0], s.send_lag_ms[1], s.send_lag_ms[2]
+    );
+    let _ = writeln!(o);
+    let _ = write!(o, "{:<10} {:>10} {:>9}", "latency ms", "count", "timeouts");
+    for (label, _) in QUANTILES {
+        let _ = write!(o, " {label:>10}");
+    }
+    let _ = writeln!(o, " {:>10}", "max");
+    for m in &s.metrics {
+        let _ = write!(o, "{:<10} {:>10} {:>9}", m.name, m.count, m.timeouts);
+        for v in m.percentiles() {
+            let _ = write!(o, " {v:>10.3}");
+        }
+        let _ = writeln!(o, " {:>10.3}", m.max_ms);
+    }
+    let with_timeouts: Vec<&MetricSummary> = s.metrics.iter().filter(|m| m.timeouts > 0).collect();
+    for m in with_timeouts {
+        let _ = writeln!(
+            o,
+            "note: {}: {} timeout(s) are not in its percentiles; counting them as slowest, p99 = {}",
+            m.name,
+            m.timeouts,
+            m.p99_with_timeouts_ms
+                .map_or("a timeout".to_string(), |v| format!("{v:.3} ms"))
+        );
+    }
+    o
+}
+
+/// Writes `h` in HdrHistogram's percentile-distribution text format (`outputPercentileDistribution`
+/// with 5 ticks per half distance), values divided by `scale` (1000: microseconds to ms).
+pub fn write_hgrm(h: &Histogram<u64>, scale: f64, w: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        w,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    )?;
+    let mut total = 0u64;
+    if !h.is_empty() {
+        for v in h.iter_quantiles(5) {
+            total += v.count_since_last_iteration();
+            let q = v.quantile_iterated_to();
+            let value = v.value_iterated_to() as f64 / scale;
+            if q < 1.0 {
+                writeln!(
+                    w,
+                    "{value:12.3} {q:2.12} {total:10} {:14.2}",
+                    1.0 / (1.0 - q)
+                )?;
+            } else {
+                writeln!(w, "{value:12.3} {q:1.12} {total:10}")?;
+            }
+        }
+    }
+    let (mean, sd, max) = if h.is_empty() {
+        (0.0, 0.0, 0.0)
+    } else {
+        (h.mean() / scale, h.stdev() / scale, h.max() as f64 / scale)
+    };
+    let sub_buckets = (2.0 * 10f64.powi(i32::from(h.sigfig())))
+        .log2()
+        .ceil()
+        .exp2() as u64;
+    writeln!(w, "#[Mean    = {mean:12.3}, StdDeviation   = {sd:12.3}]")?;
+    writeln!(
+        w,
+        "#[Max     = {max:12.3}, Total count    = {:12}]",
+        h.len()
+    )?;
+    writeln!(
+        w,
+        "#[Buckets = {:12}, SubBuckets     = {sub_buckets:12}]",
+        h.buckets()
+    )?;
+    Ok(())
+}
+
+/// One data line of a `.hgrm` file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HgrmRow {
+    /// Value (ms in our files).
+    pub value: f64,
+    /// Quantile, 0 to 1.
+    pub quantile: f64,
+    /// Values at or below this one.
+    pub total_count: u64,
+}
+
+/// Reads the data lines of a `.hgrm` file (ours, wrk2's, HdrHistogram's).
+pub fn parse_hgrm(text: &str) -> Result<Vec<HgrmRow>, String> {
+    let mut rows = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') || l.starts_with("Value") {
+            continue;
+        }
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 3 {
+            return Err(format!("line {}: expected at least 3 columns", n + 1));
+        }
+        let bad = |what: &str| format!("line {}: bad {what}", n + 1);
+        rows.push(HgrmRow {
+            value: f[0].parse().map_err(|_| bad("value"))?,
+            quantile: f[1].parse().map_err(|_| bad("percentile"))?,
+            total_count: f[2].parse().map_err(|_| bad("total count"))?,
+        });
+    }
+    Ok(rows)
+}
+
+/// Writes the report files into `dir`.
+pub fn write_dir(
+    dir: &Path,
+    cfg: &Config,
+    r: &RunResult,
+    s: &Summary,
+    text: &str,
+) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("summary.txt"), text)?;
+    let json = serde_json::to_string_pretty(s).map_err(io::Error::other)?;
+    std::fs::write(dir.join("summary.json"), json)?;
+    for m in &r.total.metrics {
+        let mut f =
+            io::BufWriter::new(std::fs::File::create(dir.join(format!("{}.hgrm", m.name)))?);
+        write_hgrm(&m.hist, MICROS_PER_MS, &mut f)?;
+        f.flush()?;
+    }
+    write_interval_log(&dir.join("latency.hlog"), cfg, r)?;
+    let series: Vec<(String, Vec<(f64, f64)>)> = s
+        .metrics
+        .iter()
+        .filter(|m| !m.spectrum.is_empty())
+        .map(|m| (m.name.clone(), m.spectrum.clone()))
+        .collect();
+    let title = format!(
+        "sipshard-load {} over {} at {}/s: latency by percentile",
+        s.scenario, s.transport, s.offered_rate
+    );
+    crate::svg::write_spectrum(&dir.join("spectrum.svg"), &title, &series)
+}
+
+fn write_interval_log(path: &Path, cfg: &Config, r: &RunResult) -> io::Result<()> {
+    let mut f = io::BufWriter::new(std::fs::File::create(path)?);
+    let mut ser = V2DeflateSerializer::new();
+    let mut log = IntervalLogWriterBuilder::new()
+        .add_comment(&format!(
+            "sipshard-load {} over {} to {} at {}/s; values in microseconds; tags are latency names",
+            cfg.scenario.name(),
+            cfg.transport.via_token(),
+            cfg.target,
+            cfg.rate
+        ))
+        .with_start_time(r.started_at)
+        .with_base_time(r.started_at)
+        .with_max_value_divisor(MICROS_PER_MS)
+        .begin_log_with(&mut f, &mut ser)?;
+    for iv in &r.intervals {
+        for m in &iv.stats.metrics {
+            if m.hist.is_empty() {
+                continue;
+            }
+            log.write_histogram(&m.hist, iv.start, iv.length, Tag::new(m.name))
+                .map_err(|e| io::Error::other(format!("{e:?}")))?;
+        }
+    }
+    drop(log);
+    f.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hgrm_round_trips_and_is_monotonic() {
+        let mut h = crate::stats::new_histogram();
+        for v in 1..=10_000u64 {
+            h.record(v).unwrap();
+        }
+        let mut out = Vec::new();
+        write_hgrm(&h, MICROS_PER_MS, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"));
+        assert!(text.contains("#[Mean    = "));
+        assert!(text.contains("#[Buckets = "));
+        let rows = parse_hgrm(&text).unwrap();
+        assert!(rows.len() > 20);
+        for w in rows.windows(2) {
+            assert!(w[0].value <= w[1].value);
+            assert!(w[0].quantile <= w[1].quantile);
+            assert!(w[0].total_count <= w[1].total_count);
+        }
+        let last = rows.last().unwrap();
+        assert_eq!(last.quantile, 1.0);
+        assert_eq!(last.total_count, 10_000);
+    }
+}
