@@ -149,6 +149,56 @@ fn token_eq_ignore_case(token: &[u8], name: &[u8]) -> bool {
     token.iter().zip(name).all(|(&a, &b)| a | 0x20 == b | 0x20)
 }
 
+/// Finds the `branch` parameter of the first Via value of a header line without decoding the
+/// sent-by: scans the parameters up to the first `,` outside a quoted string.
+pub(crate) fn via_branch(v: &[u8]) -> Option<&[u8]> {
+    let mut i = 0;
+    loop {
+        // To the next parameter.
+        while i < v.len() && v[i] != b';' {
+            if v[i] == b',' {
+                return None;
+            }
+            i += 1;
+        }
+        if i >= v.len() {
+            return None;
+        }
+        i += 1;
+        let start = i;
+        while i < v.len() && !matches!(v[i], b';' | b'=' | b',') {
+            i += 1;
+        }
+        if v.get(i) != Some(&b'=') {
+            continue;
+        }
+        let name = trim_lws(&v[start..i]);
+        i += 1;
+        if v.get(i..)
+            .is_some_and(|r| trim_lws(r).first() == Some(&b'"'))
+        {
+            // A quoted value: never a branch; skip it whole.
+            while i < v.len() && v[i] != b'"' {
+                i += 1;
+            }
+            i += 1;
+            while i < v.len() && v[i] != b'"' {
+                i += if v[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1;
+            continue;
+        }
+        let vstart = i;
+        while i < v.len() && !matches!(v[i], b';' | b',') {
+            i += 1;
+        }
+        if name.eq_ignore_ascii_case(b"branch") {
+            let b = trim_lws(&v[vstart..i]);
+            return (!b.is_empty()).then_some(b);
+        }
+    }
+}
+
 /// Finds the `tag` parameter of a From/To value without decoding the URI: skips a quoted
 /// display name, then the `<...>` URI (or, for an addr-spec, up to the first `;`), and scans
 /// the header parameters.
@@ -824,6 +874,16 @@ mod tests {
             assert_eq!(name_addr_tag(v), full, "{}", String::from_utf8_lossy(v));
         }
         assert_eq!(name_addr_tag(b"<sip:a@b;tag=inuri>"), None);
+        for v in [
+            &b"SIP/2.0/UDP h;branch=z9hG4bK1;rport"[..],
+            b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ,\r\n SIP/2.0/UDP x;branch=2",
+            b"SIP/2.0/UDP h;x=\"a;branch=no\";BRANCH=yes",
+            b"SIP/2.0/UDP h, SIP/2.0/UDP g;branch=second",
+            b"SIP/2.0/UDP h;branch=",
+        ] {
+            let full = Vias::new(v).next().and_then(|r| r.ok()).and_then(|v| v.branch());
+            assert_eq!(via_branch(v), full, "{}", String::from_utf8_lossy(v));
+        }
         assert_eq!(name_addr_tag(b"sip:a@b ; TAG = 77 ;x=1"), Some(&b"77"[..]));
     }
 

@@ -389,9 +389,9 @@ impl<'h, 'b> Message<'h, 'b> {
         Vias::new(self.value_at(self.via_idx)?).next()?.ok()
     }
 
-    /// The branch of the topmost Via.
+    /// The branch of the topmost Via (found without decoding the whole Via).
     pub fn branch(&self) -> Option<&'b [u8]> {
-        self.top_via().and_then(|v| v.branch())
+        header::via_branch(self.value_at(self.via_idx)?)
     }
 
     /// Every Via value, top first, across all Via header lines.
