@@ -8,4 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod inspect;
+pub mod proto;
+pub mod route;
