@@ -83,7 +83,11 @@ fn inspect_sip(input: &[u8], stream: bool) -> Vec<Report> {
                 pos += len;
             }
             Ok(Status::Partial) => {
-                out.push(rejected(pos, "incomplete message at end of input", "400".into()));
+                out.push(rejected(
+                    pos,
+                    "incomplete message at end of input",
+                    "400".into(),
+                ));
                 break;
             }
             Err(e) => {
@@ -119,7 +123,13 @@ fn sip_report(offset: usize, buf: &[u8]) -> Report {
     f.insert(
         "cseq".into(),
         m.cseq()
-            .map(|c| Value::String(format!("{} {}", c.number, String::from_utf8_lossy(c.method))))
+            .map(|c| {
+                Value::String(format!(
+                    "{} {}",
+                    c.number,
+                    String::from_utf8_lossy(c.method)
+                ))
+            })
             .unwrap_or(Value::Null),
     );
     f.insert("from_tag".into(), opt_text(m.from_tag()));
@@ -132,7 +142,10 @@ fn sip_report(offset: usize, buf: &[u8]) -> Report {
         f.insert("trailing".into(), json!(m.trailing().len()));
     }
     if m.content_length_conflict() {
-        f.insert("warning".into(), json!("conflicting Content-Length headers"));
+        f.insert(
+            "warning".into(),
+            json!("conflicting Content-Length headers"),
+        );
     }
     Report {
         offset,
@@ -164,7 +177,11 @@ fn inspect_msrp(input: &[u8], stream: bool) -> Vec<Report> {
         match msrp::parse(piece, &mut headers, &limits) {
             Ok(Status::Complete(fr)) => out.push(msrp_report(pos, &fr)),
             Ok(Status::Partial) => {
-                out.push(rejected(pos, "incomplete frame: no end-line", "none".into()));
+                out.push(rejected(
+                    pos,
+                    "incomplete frame: no end-line",
+                    "none".into(),
+                ));
                 break;
             }
             Err(e) => out.push(rejected(pos, e.reason(), e.status_code().to_string())),
@@ -251,7 +268,10 @@ pub fn format_json(name: &str, index: usize, r: &Report) -> String {
     obj.insert("file".into(), json!(name));
     obj.insert("index".into(), json!(index));
     obj.insert("offset".into(), json!(r.offset));
-    obj.insert("verdict".into(), json!(if r.ok { "ok" } else { "rejected" }));
+    obj.insert(
+        "verdict".into(),
+        json!(if r.ok { "ok" } else { "rejected" }),
+    );
     obj.extend(r.fields.clone());
     Value::Object(obj).to_string()
 }
@@ -270,7 +290,10 @@ mod tests {
         assert_eq!(r[0].fields["cseq"], "2 MESSAGE");
         assert_eq!(r[0].fields["body_length"], 2);
         let line = format_text("x", 0, &r[0]);
-        assert!(line.contains("method=MESSAGE") && line.contains("branch=z9hG4bK1"), "{line}");
+        assert!(
+            line.contains("method=MESSAGE") && line.contains("branch=z9hG4bK1"),
+            "{line}"
+        );
 
         let r = inspect(b"INVITE sip:a SIP/7.0\r\n\r\n", Options::default());
         assert!(!r[0].ok);
@@ -281,7 +304,8 @@ mod tests {
 
     #[test]
     fn sip_stream_splits() {
-        let one = b"OPTIONS sip:a SIP/2.0\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let one =
+            b"OPTIONS sip:a SIP/2.0\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
         let mut s = one.to_vec();
         s.extend_from_slice(b"\r\n\r\n");
         s.extend_from_slice(one);

@@ -9,6 +9,9 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod control;
 pub mod inspect;
 pub mod proto;
+pub mod response;
 pub mod route;
+pub mod runtime;

@@ -1,12 +1,27 @@
-//! The `sipshard` command line.
+//! The `sipshard` command line: `serve` runs the server, `ctl` talks to a running one, `parse`
+//! inspects messages.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use sipshard::config::{self, Overrides};
 use sipshard::inspect::{self, Options};
-use std::io::Read;
+use sipshard::runtime::core::SharedState;
+use sipshard::runtime::net::Transport;
+use sipshard::runtime::{self, RuntimeSpec, ShardTuning};
+use sipshard_parser::sip::FrameOptions;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "sipshard", version, about = "Thread-per-core SIP message repository and SIP/MSRP gateway")]
+#[command(
+    name = "sipshard",
+    version,
+    about = "Thread-per-core SIP message repository and SIP/MSRP gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,6 +29,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Call a JSON-RPC method of a running server and print the result.
+    ///
+    /// Methods: repo.stats, repo.list [cursor=N limit=N], repo.get callid=.. msgid=..,
+    /// repo.pull callid=.. msgid=.. route=NAME [remove=false], repo.rm callid=.. msgid=..,
+    /// shard.stats, config.show, config.reload, core.uptime.
+    Ctl {
+        /// Control endpoint of the server.
+        #[arg(long, default_value = "127.0.0.1:5080")]
+        control: SocketAddr,
+        /// The method, e.g. `repo.stats`.
+        method: String,
+        /// Parameters as key=value (numbers and true/false are typed).
+        params: Vec<String>,
+    },
     /// Parse SIP or MSRP messages from files and print the verdict and key fields of each.
     ///
     /// Exit status: 0 when every message parsed, 1 when any was rejected, 2 on a usage error.
@@ -33,6 +64,18 @@ enum Command {
     },
 }
 
+#[derive(Args)]
+struct ServeArgs {
+    /// The config file (TOML). See docs/configuration.md.
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// Print the effective config (file, flags and defaults) and exit.
+    #[arg(long)]
+    print_config: bool,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -42,7 +85,173 @@ fn main() -> ExitCode {
             json,
             files,
         } => run_parse(&files, Options { msrp, stream, json }),
+        Command::Ctl {
+            control,
+            method,
+            params,
+        } => run_ctl(control, &method, &params),
+        Command::Serve(args) => run_serve(args),
     }
+}
+
+fn run_ctl(control: SocketAddr, method: &str, params: &[String]) -> ExitCode {
+    let params = match sipshard::control::params_from_args(params) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("sipshard ctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match sipshard::control::call(control, method, params) {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sipshard ctl: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn net_transport(t: sipshard::route::Transport) -> Transport {
+    match t {
+        sipshard::route::Transport::Udp => Transport::Udp,
+        sipshard::route::Transport::Tcp => Transport::Tcp,
+    }
+}
+
+fn run_serve(args: ServeArgs) -> ExitCode {
+    let loaded = match config::load(&args.config, &args.overrides) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("sipshard: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if args.print_config {
+        print!("{}", loaded.config.to_toml_string());
+        return ExitCode::SUCCESS;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(loaded.config.log.level.as_str()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let c = &loaded.config;
+    let spec = RuntimeSpec {
+        listen: c
+            .server
+            .listen
+            .iter()
+            .map(|l| (net_transport(l.transport), l.addr))
+            .collect(),
+        shards: (0..c.server.shards.max(1))
+            .map(|i| {
+                let t = c.server.tuning(i);
+                ShardTuning {
+                    cpu: t.core,
+                    udp_batch: t.udp_batch as usize,
+                    sockets: (
+                        t.socket_recv_buffer.map_or(0, |b| b.bytes() as usize),
+                        t.socket_send_buffer.map_or(0, |b| b.bytes() as usize),
+                    ),
+                    spin_before_park: t.spin_before_park.unwrap_or(Duration::ZERO),
+                    io_memory: t.io_memory.map_or(0, |b| b.bytes() as usize),
+                }
+            })
+            .collect(),
+        control: c.control.enabled.then_some(c.control.listen),
+        tick: c.repo.tick(),
+        tcp: FrameOptions {
+            max_head: c.server.tcp_max_head.bytes() as usize,
+            max_body: c.server.tcp_max_body.bytes() as usize,
+            require_content_length: true,
+        },
+        tcp_idle: Duration::from_secs(c.server.tcp_idle_timeout_s.max(1)),
+        groups: (0..c.server.shards.max(1))
+            .map(|i| {
+                c.server
+                    .tuning(i)
+                    .task_queue_shares
+                    .into_iter()
+                    .map(|(k, v)| (k, v as usize))
+                    .collect()
+            })
+            .collect(),
+        max_udp_payload: c.server.max_udp_payload.bytes() as usize,
+    };
+    let shared = Arc::new(SharedState::new(
+        loaded,
+        Some(args.config.clone()),
+        args.overrides,
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_thread(stop.clone(), shared.clone());
+    let report = runtime::run(spec, shared, stop, |listen, control| {
+        let mut out = std::io::stdout().lock();
+        for (t, a) in listen {
+            let _ = writeln!(out, "sipshard: listening {t} {a}");
+        }
+        if let Some(c) = control {
+            let _ = writeln!(out, "sipshard: control http://{c}");
+        }
+        let _ = writeln!(out, "sipshard: ready");
+        let _ = out.flush();
+    });
+    match report {
+        Ok(r) => {
+            let total: u64 = r.items_left.iter().sum();
+            tracing::info!(
+                "stopped; {total} items were still stored (per shard: {:?})",
+                r.items_left
+            );
+            println!("sipshard: stopped; {total} items were still stored");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sipshard: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// SIGTERM/SIGINT stop the shards (they finish what is in flight); SIGHUP reloads the config.
+fn spawn_signal_thread(stop: Arc<AtomicBool>, shared: Arc<SharedState>) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install signal handlers: {e}");
+            return;
+        }
+    };
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    match shared.reload() {
+                        Ok(w) => {
+                            tracing::info!("config reloaded (SIGHUP)");
+                            for w in w {
+                                tracing::warn!("{w}");
+                            }
+                        }
+                        Err(e) => tracing::error!("config reload refused: {e}"),
+                    }
+                } else {
+                    tracing::info!("signal {sig}: stopping");
+                    stop.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+        })
+        .ok();
 }
 
 fn run_parse(files: &[String], opts: Options) -> ExitCode {

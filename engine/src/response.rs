@@ -1,0 +1,308 @@
+//! Building SIP responses to a received request (RFC 3261 §8.2.6 and §16.7 for the copied
+//! headers, §18.2.1 and RFC 3581 for `received` / `rport`), and where a UDP response goes
+//! (§18.2.2).
+//!
+//! Used by the route action `reply` for the current message and for messages pulled from the
+//! repository, whose receive context is the original sender's.
+
+use sipshard_parser::sip::{HeaderKind, Message, Via};
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+
+/// Writes a response to `req` into `out`.
+///
+/// Via headers are copied in order; the topmost gets `received` when its sent-by differs from
+/// the source address, and a value for an empty `rport` (RFC 3581). From, Call-ID and CSeq are
+/// copied; To is copied and, for a final or provisional response other than 100 that has no
+/// To tag yet, gets `to_tag`. `headers` are added as given, then `Content-Length: 0`.
+pub fn write_response(
+    req: &Message<'_, '_>,
+    source: SocketAddr,
+    code: u16,
+    reason: &str,
+    to_tag: &str,
+    headers: &[(&str, &str)],
+    out: &mut Vec<u8>,
+) {
+    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+    let mut first_via = true;
+    for h in req.headers() {
+        match h.kind {
+            HeaderKind::Via => {
+                out.extend_from_slice(b"Via: ");
+                if first_via {
+                    first_via = false;
+                    write_top_via(h.value, source, out);
+                } else {
+                    out.extend_from_slice(h.value);
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+            HeaderKind::From | HeaderKind::CallId | HeaderKind::CSeq => {
+                let name = h.kind.canonical_name().unwrap_or("");
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(h.value);
+                out.extend_from_slice(b"\r\n");
+            }
+            HeaderKind::To => {
+                out.extend_from_slice(b"To: ");
+                out.extend_from_slice(h.value);
+                if code != 100 && req.to_tag().is_none() && !to_tag.is_empty() {
+                    out.extend_from_slice(b";tag=");
+                    out.extend_from_slice(to_tag.as_bytes());
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => {}
+        }
+    }
+    for (name, value) in headers {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    out.extend_from_slice(b"Server: sipshard\r\nContent-Length: 0\r\n\r\n");
+}
+
+/// Writes an error response to a request the parser refused, copying the Via, From, To,
+/// Call-ID and CSeq lines as sent (found by a plain line scan, long or compact names), and a
+/// `Warning: 399` header saying what was wrong (RFC 3261 §20.43).
+pub fn write_error_response(
+    raw: &[u8],
+    code: u16,
+    reason: &str,
+    warning: &str,
+    to_tag: &str,
+    out: &mut Vec<u8>,
+) {
+    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+    let head_end = memchr::memmem::find(raw, b"\r\n\r\n").map_or(raw.len(), |i| i + 2);
+    let head = &raw[..head_end];
+    let mut lines = head.split(|&c| c == b'\n').skip(1).peekable();
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let name = trim(&line[..colon]);
+        let kind = HeaderKind::from_name(name);
+        if !matches!(
+            kind,
+            HeaderKind::Via
+                | HeaderKind::From
+                | HeaderKind::To
+                | HeaderKind::CallId
+                | HeaderKind::CSeq
+        ) {
+            continue;
+        }
+        // Unfold continuation lines into one.
+        let mut value = trim(&line[colon + 1..]).to_vec();
+        while let Some(next) = lines.peek() {
+            if next.first().is_some_and(|&c| c == b' ' || c == b'\t') {
+                let next = next.strip_suffix(b"\r").unwrap_or(next);
+                value.push(b' ');
+                value.extend_from_slice(trim(next));
+                lines.next();
+            } else {
+                break;
+            }
+        }
+        if value.iter().any(|&c| c == b'\r' || c == b'\n') {
+            continue;
+        }
+        out.extend_from_slice(kind.canonical_name().unwrap_or("").as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&value);
+        if kind == HeaderKind::To && code != 100 && !contains_tag(&value) && !to_tag.is_empty() {
+            let _ = write!(out, ";tag={to_tag}");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    let warning: String = warning
+        .chars()
+        .filter(|c| *c != '"' && *c != '\\')
+        .collect();
+    let _ = write!(
+        out,
+        "Warning: 399 sipshard \"{warning}\"\r\nServer: sipshard\r\nContent-Length: 0\r\n\r\n"
+    );
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let a = s
+        .iter()
+        .position(|&c| c != b' ' && c != b'\t')
+        .unwrap_or(s.len());
+    let b = s
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(a, |i| i + 1);
+    &s[a..b.max(a)]
+}
+
+fn contains_tag(v: &[u8]) -> bool {
+    v.windows(4).any(|w| w.eq_ignore_ascii_case(b"tag="))
+}
+
+/// Rewrites the top Via value of one header line: the first comma-separated value gets
+/// `received` / `rport`; later values of the same line are kept as sent.
+fn write_top_via(value: &[u8], source: SocketAddr, out: &mut Vec<u8>) {
+    let mut vias = sipshard_parser::sip::Vias::new(value);
+    let Some(Ok(top)) = vias.next() else {
+        out.extend_from_slice(value);
+        return;
+    };
+    // Re-serialise the top value: sent-protocol SP sent-by *(;param), normalised white space.
+    out.extend_from_slice(top.protocol);
+    out.push(b'/');
+    out.extend_from_slice(top.version);
+    out.push(b'/');
+    out.extend_from_slice(top.transport);
+    out.push(b' ');
+    out.extend_from_slice(&top.host.as_bytes());
+    if let Some(p) = top.port {
+        let _ = write!(out, ":{p}");
+    }
+    let mut has_received = false;
+    for (name, v) in top.params() {
+        out.push(b';');
+        out.extend_from_slice(name);
+        if name.eq_ignore_ascii_case(b"rport") && v.is_none() {
+            let _ = write!(out, "={}", source.port());
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"received") {
+            has_received = true;
+        }
+        if let Some(v) = v {
+            out.push(b'=');
+            out.extend_from_slice(v);
+        }
+    }
+    if !has_received && top.host.ip() != Some(source.ip()) {
+        let _ = write!(out, ";received={}", source.ip());
+    }
+    // Values after the first one on the same header line.
+    if let Some(comma) = top_value_end(value) {
+        out.extend_from_slice(&value[comma..]);
+    }
+}
+
+/// Offset of the comma ending the first Via value of a header line, if there is another value.
+fn top_value_end(value: &[u8]) -> Option<usize> {
+    let mut quoted = false;
+    for (i, &c) in value.iter().enumerate() {
+        match c {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Where a response to a request received over UDP goes (RFC 3261 §18.2.2, RFC 3581): to the
+/// source address and port when the top Via asked for `rport`, else to the source address and
+/// the Via's sent-by port (default 5060).
+pub fn udp_response_destination(top_via: Option<&Via<'_>>, source: SocketAddr) -> SocketAddr {
+    match top_via {
+        Some(v) if v.rport().is_some() => source,
+        Some(v) => SocketAddr::new(source.ip(), v.port.unwrap_or(5060)),
+        None => source,
+    }
+}
+
+/// Whether an address is a usable unicast destination (RFC 4475 §3.3.10: never answer to a
+/// broadcast sent-by).
+pub fn is_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => !a.is_broadcast() && !a.is_multicast() && !a.is_unspecified(),
+        IpAddr::V6(a) => !a.is_multicast() && !a.is_unspecified(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sipshard_parser::sip::{parse, Framing, EMPTY_HEADER};
+
+    const REQ: &[u8] = b"MESSAGE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP client.example.com:5070;branch=z9hG4bK1;rport, SIP/2.0/UDP p.example.com;branch=z9hG4bK0\r\n\
+Via: SIP/2.0/TCP far.example.com;branch=z9hG4bKx\r\n\
+From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: c@h\r\nCSeq: 3 MESSAGE\r\n\
+Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn response_copies_and_tags() {
+        let mut h = [EMPTY_HEADER; 16];
+        let req = parse(REQ, &mut h, Framing::Datagram)
+            .unwrap()
+            .complete()
+            .unwrap();
+        let src: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let mut out = Vec::new();
+        write_response(
+            &req,
+            src,
+            202,
+            "Stored",
+            "t9",
+            &[("X-Repo-Msgid", "m1")],
+            &mut out,
+        );
+        let mut h2 = [EMPTY_HEADER; 16];
+        let resp = parse(&out, &mut h2, Framing::Datagram)
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert_eq!(resp.status_code(), Some(202));
+        assert_eq!(resp.call_id(), Some(&b"c@h"[..]));
+        assert_eq!(resp.to_tag(), Some(&b"t9"[..]));
+        assert_eq!(resp.from_tag(), Some(&b"a1"[..]));
+        assert_eq!(resp.header("X-Repo-Msgid"), Some(&b"m1"[..]));
+        let vias: Vec<_> = resp.vias().collect();
+        assert_eq!(vias.len(), 3);
+        assert_eq!(vias[0].rport(), Some(Some(40000)));
+        assert_eq!(vias[0].received(), Some(&b"192.0.2.7"[..]));
+        assert_eq!(vias[1].branch(), Some(&b"z9hG4bK0"[..]));
+        assert_eq!(udp_response_destination(req.top_via().as_ref(), src), src);
+    }
+
+    #[test]
+    fn error_response_copies_lines() {
+        let raw = b"INVITE sip:a@b SIP/7.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\nf: <sip:x@y>;tag=1\r\nt: <sip:a@b>\r\ni: c1\r\nCSeq: 1 INVITE\r\nX: y\r\n\r\n";
+        let mut out = Vec::new();
+        write_error_response(
+            raw,
+            505,
+            "Version Not Supported",
+            "SIP version \"7\"",
+            "tt",
+            &mut out,
+        );
+        let mut h = [EMPTY_HEADER; 16];
+        let resp = parse(&out, &mut h, Framing::Datagram)
+            .unwrap()
+            .complete()
+            .unwrap();
+        resp.validate().unwrap();
+        assert_eq!(resp.status_code(), Some(505));
+        assert_eq!(resp.call_id(), Some(&b"c1"[..]));
+        assert_eq!(resp.to_tag(), Some(&b"tt"[..]));
+        assert_eq!(resp.branch(), Some(&b"z9hG4bK1"[..]));
+        assert!(resp.header("Warning").unwrap().starts_with(b"399 sipshard"));
+    }
+
+    #[test]
+    fn destination_without_rport_uses_via_port() {
+        let v = Via::parse(b"SIP/2.0/UDP h.example.com:5080;branch=z9hG4bK1").unwrap();
+        let src: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        assert_eq!(
+            udp_response_destination(Some(&v), src),
+            "192.0.2.7:5080".parse().unwrap()
+        );
+        let v = Via::parse(b"SIP/2.0/UDP h.example.com;branch=z9hG4bK1").unwrap();
+        assert_eq!(udp_response_destination(Some(&v), src).port(), 5060);
+        assert!(!is_unicast("255.255.255.255".parse().unwrap()));
+    }
+}
