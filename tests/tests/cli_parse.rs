@@ -112,7 +112,9 @@ fn stdin_and_mixed_results() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"SIP/2.0 200 OK\r\nCall-ID: abc\r\nCSeq: 4 MESSAGE\r\nContent-Length: 0\r\n\r\n")
+        .write_all(
+            b"SIP/2.0 200 OK\r\nCall-ID: abc\r\nCSeq: 4 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+        )
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
