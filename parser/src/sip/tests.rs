@@ -239,3 +239,23 @@ fn leading_crlf_is_ignored() {
     let m = parse_dgram(b"\r\n\r\nOPTIONS sip:a SIP/2.0\r\nl: 0\r\n\r\n").unwrap();
     assert_eq!(m.method(), Some(&b"OPTIONS"[..]));
 }
+
+#[test]
+fn fuzz_regressions() {
+    // A bare CR inside a folded Call-ID: `parse` splits the message, `validate` refuses it.
+    let m = b"INVITE sip:a@b SIP/2.0\r\nCall-ID:\r\n \r??x\r\nCSeq: 1 INVITE\r\n\r\n";
+    let mut h = [EMPTY_HEADER; 8];
+    let msg = parse(m, &mut h, Framing::Datagram)
+        .unwrap()
+        .complete()
+        .unwrap();
+    assert_eq!(msg.validate().unwrap_err().kind, ErrorKind::LineEnding);
+    // Bare LFs before the start line are skipped by both the parser and the fast path.
+    let m = b"\n\nREGISTER sip:a SIP/2.0\r\nCall-ID: k\r\n\r\n";
+    let mut h = [EMPTY_HEADER; 8];
+    let msg = parse(m, &mut h, Framing::Datagram)
+        .unwrap()
+        .complete()
+        .unwrap();
+    assert_eq!(msg.call_id(), find_call_id(m));
+}
