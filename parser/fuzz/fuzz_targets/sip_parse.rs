@@ -23,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
                 if let Some(t) = m.to() {
                     assert_eq!(m.to_tag(), t.tag());
                 }
+                if let Some(v) = m.top_via() {
+                    assert_eq!(m.branch(), v.branch());
+                }
                 for v in m.vias() {
                     let _ = (v.branch(), v.received(), v.rport(), v.host.ip());
                 }

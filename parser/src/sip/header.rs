@@ -169,10 +169,14 @@ pub(crate) fn via_branch(v: &[u8]) -> Option<&[u8]> {
         while i < v.len() && !matches!(v[i], b';' | b'=' | b',') {
             i += 1;
         }
+        let name = trim_lws(&v[start..i]);
         if v.get(i) != Some(&b'=') {
+            // The first `branch` parameter decides, as with the full decode.
+            if name.eq_ignore_ascii_case(b"branch") {
+                return None;
+            }
             continue;
         }
-        let name = trim_lws(&v[start..i]);
         i += 1;
         if v.get(i..)
             .is_some_and(|r| trim_lws(r).first() == Some(&b'"'))
@@ -240,8 +244,12 @@ pub(crate) fn name_addr_tag(v: &[u8]) -> Option<&[u8]> {
         while i < v.len() && v[i] != b';' && v[i] != b'=' {
             i += 1;
         }
-        if v.get(i) != Some(&b'=') || !trim_lws(&v[start..i]).eq_ignore_ascii_case(b"tag") {
+        if !trim_lws(&v[start..i]).eq_ignore_ascii_case(b"tag") {
             continue;
+        }
+        // The first `tag` parameter decides, as with the full decode.
+        if v.get(i) != Some(&b'=') {
+            return None;
         }
         i += 1;
         let vstart = i;
@@ -869,6 +877,7 @@ mod tests {
             b"Bob <sip:bob@example.com>;x=1;tag=z",
             b"\"J \\\"q\\\"\" <sip:j@example.com>;tag=k",
             b"<sip:a@b>;tag=",
+            b"sip:user@h;tag\t;tag=_",
         ] {
             let full = NameAddr::parse(v).ok().and_then(|n| n.tag());
             assert_eq!(name_addr_tag(v), full, "{}", String::from_utf8_lossy(v));
@@ -880,6 +889,7 @@ mod tests {
             b"SIP/2.0/UDP h;x=\"a;branch=no\";BRANCH=yes",
             b"SIP/2.0/UDP h, SIP/2.0/UDP g;branch=second",
             b"SIP/2.0/UDP h;branch=",
+            b"SIP/2.0/UDP h;branch;branch=second",
         ] {
             let full = Vias::new(v).next().and_then(|r| r.ok()).and_then(|v| v.branch());
             assert_eq!(via_branch(v), full, "{}", String::from_utf8_lossy(v));
