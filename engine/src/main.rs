@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Call a JSON-RPC method of a running server and print the result.
     ///
     /// Methods: repo.stats, repo.list [cursor=N limit=N], repo.get callid=.. msgid=..,
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
             method,
             params,
         } => run_ctl(control, &method, &params),
-        Command::Serve(args) => run_serve(args),
+        Command::Serve(args) => run_serve(*args),
     }
 }
 

@@ -589,7 +589,7 @@ impl State {
             .store(self.repo.bytes() as u64, Ordering::Relaxed);
     }
 
-    fn to_tag(&mut self) -> String {
+    fn next_to_tag(&mut self) -> String {
         self.next_tag += 1;
         format!(
             "ss{:x}.{}.{:x}",
@@ -682,7 +682,7 @@ impl State {
                             501 => "Not Implemented",
                             _ => "Bad Request",
                         };
-                        let tag = self.to_tag();
+                        let tag = self.next_to_tag();
                         let mut out = Vec::new();
                         response::write_error_response(
                             bytes,
@@ -736,7 +736,7 @@ impl State {
         if let Some(problem) = problem {
             self.stats.parse_error("header_value");
             if msg.method() != Some(b"ACK") {
-                let tag = self.to_tag();
+                let tag = self.next_to_tag();
                 let mut out = Vec::new();
                 response::write_error_response(bytes, 400, "Bad Request", problem, &tag, &mut out);
                 let via = msg.top_via();
@@ -1170,7 +1170,7 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        let tag = self.st.to_tag();
+        let tag = self.st.next_to_tag();
         let mut out = Vec::with_capacity(512);
         response::write_response(
             self.msg,

@@ -72,13 +72,16 @@ pub fn bind_tcp(addr: SocketAddr, opts: &SocketOptions) -> io::Result<socket2::S
     Ok(s)
 }
 
+/// Listen addresses with their transports.
+pub type ListenList = Vec<(Transport, SocketAddr)>;
+
 /// Resolves port 0 in listen addresses: binds one socket per address so every shard can then
 /// bind the same, now known, port. Returns the resolved addresses and the sockets (kept open
 /// until all shards have bound theirs, so the port cannot be taken in between).
 pub fn resolve_ports(
     listen: &[(Transport, SocketAddr)],
     opts: &SocketOptions,
-) -> io::Result<(Vec<(Transport, SocketAddr)>, Vec<socket2::Socket>)> {
+) -> io::Result<(ListenList, Vec<socket2::Socket>)> {
     let mut out = Vec::with_capacity(listen.len());
     let mut keep = Vec::new();
     // UDP and TCP on the same address and port 0 should share the port number: bind the first

@@ -87,6 +87,9 @@ enum MeshMsg {
     },
 }
 
+/// The writer queue of one TCP connection.
+type ConnWriter = Rc<LocalSender<Vec<u8>>>;
+
 /// State shared by a shard's tasks (one thread, so `Rc` + `RefCell`; never borrowed across an
 /// await).
 struct Shard {
@@ -95,7 +98,7 @@ struct Shard {
     stats: Arc<ShardStats>,
     udp: Vec<Option<Rc<UdpSocket>>>,
     mesh: Senders<MeshMsg>,
-    conns: RefCell<HashMap<(u16, SocketAddr), Rc<LocalSender<Vec<u8>>>>>,
+    conns: RefCell<HashMap<(u16, SocketAddr), ConnWriter>>,
     pending_control:
         RefCell<HashMap<u64, local_channel::LocalSender<Result<Value, control::RpcError>>>>,
     next_control: Cell<u64>,
