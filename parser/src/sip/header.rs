@@ -152,55 +152,55 @@ fn token_eq_ignore_case(token: &[u8], name: &[u8]) -> bool {
 /// Finds the `branch` parameter of the first Via value of a header line without decoding the
 /// sent-by: scans the parameters up to the first `,` outside a quoted string.
 pub(crate) fn via_branch(v: &[u8]) -> Option<&[u8]> {
-    let mut i = 0;
+    // Sent-protocol and sent-by hold no `;`, `,` or quotes: jump to the first parameter.
+    let mut i = memchr::memchr3(b';', b',', b'"', v)?;
     loop {
-        // To the next parameter.
-        while i < v.len() && v[i] != b';' {
-            if v[i] == b',' {
-                return None;
-            }
-            i += 1;
-        }
-        if i >= v.len() {
+        // `i` is at a `;` (next parameter), `,` (next Via value) or `"` (malformed here).
+        if v.get(i) != Some(&b';') {
             return None;
         }
         i += 1;
         let start = i;
-        while i < v.len() && !matches!(v[i], b';' | b'=' | b',') {
+        while i < v.len() && !matches!(v[i], b';' | b'=' | b',' | b'"') {
             i += 1;
         }
         let name = trim_lws(&v[start..i]);
+        let is_branch = name.eq_ignore_ascii_case(b"branch");
         if v.get(i) != Some(&b'=') {
             // The first `branch` parameter decides, as with the full decode.
-            if name.eq_ignore_ascii_case(b"branch") {
+            if is_branch {
                 return None;
             }
             continue;
         }
         i += 1;
-        if v.get(i..)
-            .is_some_and(|r| trim_lws(r).first() == Some(&b'"'))
-        {
-            // A quoted value: never a branch; skip it whole.
-            while i < v.len() && v[i] != b'"' {
-                i += 1;
-            }
-            i += 1;
-            while i < v.len() && v[i] != b'"' {
-                i += if v[i] == b'\\' { 2 } else { 1 };
-            }
-            i += 1;
-            continue;
-        }
         let vstart = i;
-        while i < v.len() && !matches!(v[i], b';' | b',') {
-            i += 1;
-        }
-        if name.eq_ignore_ascii_case(b"branch") {
+        i = skip_param_value(v, i, true);
+        if is_branch {
             let b = trim_lws(&v[vstart..i]);
             return (!b.is_empty()).then_some(b);
         }
     }
+}
+
+/// From `i`, skips a parameter value (quoted strings included) to the next `;` (or `,` when
+/// `comma_ends` is set), or the end.
+fn skip_param_value(v: &[u8], mut i: usize, comma_ends: bool) -> usize {
+    while i < v.len() {
+        match v[i] {
+            b';' => break,
+            b',' if comma_ends => break,
+            b'"' => {
+                i += 1;
+                while i < v.len() && v[i] != b'"' {
+                    i += if v[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    i.min(v.len())
 }
 
 /// Finds the `tag` parameter of a From/To value without decoding the URI: skips a quoted
@@ -233,15 +233,13 @@ pub(crate) fn name_addr_tag(v: &[u8]) -> Option<&[u8]> {
         }
     }
     loop {
-        while i < v.len() && v[i] != b';' {
-            i += 1;
-        }
+        i = skip_param_value(v, i, false);
         if i >= v.len() {
             return None;
         }
         i += 1;
         let start = i;
-        while i < v.len() && v[i] != b';' && v[i] != b'=' {
+        while i < v.len() && v[i] != b';' && v[i] != b'=' && v[i] != b'"' {
             i += 1;
         }
         if !trim_lws(&v[start..i]).eq_ignore_ascii_case(b"tag") {
@@ -253,9 +251,7 @@ pub(crate) fn name_addr_tag(v: &[u8]) -> Option<&[u8]> {
         }
         i += 1;
         let vstart = i;
-        while i < v.len() && v[i] != b';' {
-            i += 1;
-        }
+        i = skip_param_value(v, i, false);
         let t = trim_lws(&v[vstart..i]);
         return (!t.is_empty()).then_some(t);
     }
@@ -878,6 +874,7 @@ mod tests {
             b"\"J \\\"q\\\"\" <sip:j@example.com>;tag=k",
             b"<sip:a@b>;tag=",
             b"sip:user@h;tag\t;tag=_",
+            b"<sip:a@b>;x=\"q;tag=no\";tag=yes",
         ] {
             let full = NameAddr::parse(v).ok().and_then(|n| n.tag());
             assert_eq!(name_addr_tag(v), full, "{}", String::from_utf8_lossy(v));
@@ -890,6 +887,7 @@ mod tests {
             b"SIP/2.0/UDP h, SIP/2.0/UDP g;branch=second",
             b"SIP/2.0/UDP h;branch=",
             b"SIP/2.0/UDP h;branch;branch=second",
+            b"SIP/2.0/UDP h;x=\"a;branch=no\";branch=yes",
         ] {
             let full = Vias::new(v).next().and_then(|r| r.ok()).and_then(|v| v.branch());
             assert_eq!(via_branch(v), full, "{}", String::from_utf8_lossy(v));
