@@ -17,7 +17,11 @@ pub fn find_call_id(buf: &[u8]) -> Option<&[u8]> {
     static END: OnceLock<memmem::Finder<'static>> = OnceLock::new();
     let long = LONG.get_or_init(|| memmem::Finder::new(b"\r\nCall-ID"));
     if let Some(i) = long.find(buf) {
-        let end = END.get_or_init(|| memmem::Finder::new(b"\r\n\r\n"));
+        // An empty line before the hit would put it in the body. Every CRLF ending a header
+        // line is followed by a header name, so "\n\r" occurs only where a line is empty: a
+        // two-byte needle the SIMD prefilter matches exactly (unlike "\r\n\r\n", whose
+        // bytes are everywhere in a header section).
+        let end = END.get_or_init(|| memmem::Finder::new(b"\n\r"));
         let lead = buf
             .iter()
             .take_while(|&&c| c == b'\r' || c == b'\n')
