@@ -433,3 +433,57 @@ fn bad_config_stops_startup_with_file_and_line() {
     assert!(err.contains("NO_SUCH_ROUTE"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn async_pull_runs_in_its_task_queue_group() {
+    // The example, with the pull made asynchronous in a "bulk" group of its own.
+    let dir = std::env::temp_dir().join(format!("sipshard-async-{:x}", rand_u64()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("async.toml");
+    let original = std::fs::read_to_string(examples().join("siprepo.toml")).unwrap();
+    let changed = original
+        .replace(
+            "{ pull = { callid = \"$hdr(X-Pull-CallID)\", msgid = \"$hdr(X-Pull-Msgid)\", route = \"REPOPULL\", remove = true }, on_pulled = \"PULL_OK\"",
+            "{ async_pull = { callid = \"$hdr(X-Pull-CallID)\", msgid = \"$hdr(X-Pull-Msgid)\", group = \"bulk\", route = \"REPOPULL\", remove = true }, on_queued = \"PULL_OK\"",
+        );
+    assert_ne!(changed, original, "the example's pull rule changed shape");
+    std::fs::write(&cfg, &changed).unwrap();
+    let srv = Server::start(
+        &cfg,
+        &[
+            "--shards",
+            "2",
+            "--task-queue-shares",
+            "default=100,bulk=10",
+        ],
+    );
+    let parker = UdpClient::new(srv.udp);
+    let trigger = UdpClient::new(srv.udp);
+    for i in 0..8 {
+        let cid = format!("async-{i}-{:x}", rand_u64());
+        parker.send_request("MESSAGE", &cid, 1, "");
+        let msgid = msgid_of(&parker.recv());
+        trigger.send_request(
+            "OPTIONS",
+            &format!("at-{i}-{:x}", rand_u64()),
+            1,
+            &format!("X-Pull-CallID: {cid}\r\nX-Pull-Msgid: {msgid}\r\n"),
+        );
+        assert_eq!(trigger.recv().code, 200, "queued");
+        let p = parker.recv();
+        assert_eq!((p.code, p.call_id.as_str()), (200, cid.as_str()));
+    }
+    // A missing item is `not_found` at queue time.
+    trigger.send_request(
+        "OPTIONS",
+        "at-missing",
+        1,
+        "X-Pull-CallID: nothing-here\r\nX-Pull-Msgid: 1\r\n",
+    );
+    assert_eq!(trigger.recv().code, 404);
+    let m = srv.metrics();
+    assert_eq!(metric_sum(&m, "sipshard_async_queued_total"), 8);
+    assert_eq!(metric_sum(&m, "sipshard_pulled_total"), 8);
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
