@@ -714,7 +714,12 @@ pub fn run(
                     let s = shard.clone();
                     glommio::spawn_local(async move {
                         while let Some(msg) = rx.recv().await {
-                            s.on_mesh(from, msg).await;
+                            // Handled in a task of its own: what it sends may wait on a full
+                            // channel to a shard that is itself waiting on us, and this loop
+                            // must keep draining meanwhile.
+                            let s = s.clone();
+                            glommio::spawn_local(async move { s.on_mesh(from, msg).await })
+                                .detach();
                         }
                     })
                     .detach();
