@@ -47,6 +47,7 @@ fn udp_park_pull_answers_the_original_sender() {
     assert_eq!(p.header("X-Repo-Pulled"), Some("1"));
 
     // Pulled with remove: a second trigger finds nothing.
+    // (Retransmissions are checked in `retransmitted_park_is_answered_not_stored_twice`.)
     trigger.send_request("OPTIONS", &format!("trig-{:x}", rand_u64()), 2, &pull);
     assert_eq!(trigger.recv().code, 404);
 
@@ -486,4 +487,33 @@ fn async_pull_runs_in_its_task_queue_group() {
     assert_eq!(metric_sum(&m, "sipshard_pulled_total"), 8);
     drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn retransmitted_park_is_answered_not_stored_twice() {
+    let srv = siprepo(&["--shards", "2"]);
+    let c = UdpClient::new(srv.udp);
+    let m = request(
+        "MESSAGE",
+        &format!("rtx-{:x}", rand_u64()),
+        1,
+        &c.via(),
+        "",
+        "hi",
+    );
+    c.send(&m);
+    let first = c.recv();
+    assert_eq!(first.code, 202);
+    assert!(first.header("X-Repo-Msgid").is_some());
+    // The same bytes again (same Call-ID, CSeq and branch), as a UDP retransmission.
+    c.send(&m);
+    let again = c.recv();
+    assert_eq!(again.code, 202);
+    assert_eq!(again.header("X-Repo-Retransmission"), Some("1"));
+    let stats = srv.ctl("repo.stats", json!({}));
+    assert_eq!(
+        (stats["stored"].as_u64(), stats["retransmissions"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(stats["items"], 1);
 }
