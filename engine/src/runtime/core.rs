@@ -709,24 +709,27 @@ impl State {
             }
             return;
         }
-        // Checks above the parser (RFC 4475 §3.3.1, §3.3.8, §3.3.9).
-        let problem = if msg.call_id().is_none()
-            || msg.cseq().is_none()
-            || msg.from().is_none()
-            || msg.to().is_none()
-            || msg.top_via().is_none()
-        {
+        // Checks above the parser (RFC 4475 §3.3.1, §3.3.8, §3.3.9), in one pass over the
+        // header array: `parse_strict` already checked that every present header decodes, so
+        // presence and count are all that is left to see. (kind, required, single-valued)
+        const CHECKED: [(HeaderKind, bool, bool); 6] = [
+            (HeaderKind::Via, true, false),
+            (HeaderKind::From, true, true),
+            (HeaderKind::To, true, true),
+            (HeaderKind::CallId, true, true),
+            (HeaderKind::CSeq, true, true),
+            (HeaderKind::MaxForwards, false, true),
+        ];
+        let mut counts = [0usize; CHECKED.len()];
+        for h in msg.headers() {
+            if let Some(i) = CHECKED.iter().position(|c| c.0 == h.kind) {
+                counts[i] += 1;
+            }
+        }
+        let checked = || CHECKED.iter().zip(counts);
+        let problem = if checked().any(|(c, n)| c.1 && n == 0) {
             Some("missing Via, From, To, Call-ID or CSeq")
-        } else if [
-            HeaderKind::CallId,
-            HeaderKind::CSeq,
-            HeaderKind::From,
-            HeaderKind::To,
-            HeaderKind::MaxForwards,
-        ]
-        .iter()
-        .any(|&k| msg.count_of(k) > 1)
-        {
+        } else if checked().any(|(c, n)| c.2 && n > 1) {
             Some("a single-value header appears more than once")
         } else if msg.content_length_conflict() {
             Some("conflicting Content-Length headers")
