@@ -17,9 +17,12 @@ use crate::stats::Stats;
 use crate::tcp::TcpTransport;
 use crate::transport::{Outgoing, Transport};
 use crate::udp::UdpTransport;
+use hashbrown::{Equivalent, HashMap};
 use sipshard_parser::sip::{self, Framing, EMPTY_HEADER};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -29,6 +32,9 @@ use std::time::{Duration, Instant};
 pub const T1: Duration = Duration::from_millis(500);
 /// RFC 3261 T2.
 pub const T2: Duration = Duration::from_secs(4);
+/// A wait shorter than this is spent polling instead of sleeping in `ppoll` (above roughly
+/// 30,000 calls/s per thread the thread then never sleeps).
+pub const SPIN_BELOW: Duration = Duration::from_micros(30);
 /// How often a thread hands its counters to the main thread.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
@@ -148,6 +154,7 @@ pub fn run_thread(
         cfg.send_window(),
         limit,
     );
+    let msg_body = message_body(cfg.body_size);
     let mut e = Engine {
         metrics: cfg.scenario.metrics(),
         stats: Stats::new(cfg.scenario.metrics()),
@@ -155,17 +162,27 @@ pub fn run_thread(
         retransmit: cfg.retransmit && !transport.reliable(),
         cfg,
         thread,
-        run_id,
         schedule,
         state: State {
             pending: HashMap::new(),
             index: HashMap::new(),
             timers: BinaryHeap::new(),
+            timeouts: VecDeque::new(),
             next_id: 0,
             branch_seq: 0,
             out: Vec::new(),
         },
+        locals: (0..transport.conns())
+            .map(|c| transport.local_addr(c))
+            .collect(),
+        local_text: (0..transport.conns())
+            .map(|c| transport.local_addr(c).to_string())
+            .collect(),
+        run_hex: format!("{run_id:08x}"),
         transport,
+        rx_bytes: Vec::new(),
+        rx_ends: Vec::new(),
+        msg_body,
         local_calls: 0,
     };
     let schedule_done = e.run(start, &stop, &tx);
@@ -190,10 +207,46 @@ fn pin_to(core: usize) {
     }
 }
 
+/// A reply's (Call-ID, CSeq number), looked up in the index without copying the Call-ID.
+struct KeyRef<'a>(&'a str, u32);
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        // As `(Box<str>, u32)` hashes: field by field.
+        self.0.hash(h);
+        self.1.hash(h);
+    }
+}
+
+impl Equivalent<(Box<str>, u32)> for KeyRef<'_> {
+    fn equivalent(&self, key: &(Box<str>, u32)) -> bool {
+        *key.0 == *self.0 && key.1 == self.1
+    }
+}
+
+impl State {
+    fn add_timeout(&mut self, deadline: Instant, id: u64) {
+        if self
+            .timeouts
+            .back()
+            .is_none_or(|&(last, _)| last <= deadline)
+        {
+            self.timeouts.push_back((deadline, id));
+        } else {
+            self.timers
+                .push(Reverse((deadline, id, TimerKind::Timeout)));
+        }
+    }
+}
+
 struct State {
     pending: HashMap<u64, Pending>,
     index: HashMap<(Box<str>, u32), u64>,
+    /// Retransmissions, and timeouts that would break `timeouts`' order.
     timers: BinaryHeap<Reverse<(Instant, u64, TimerKind)>>,
+    /// Timeouts in deadline order. Nearly all are pushed in that order (a fixed timeout from a
+    /// schedule that only moves forward), so a queue does what the heap would in O(1).
+    timeouts: VecDeque<(Instant, u64)>,
     next_id: u64,
     branch_seq: u64,
     out: Vec<Outgoing>,
@@ -206,23 +259,32 @@ struct Engine {
     measure_from: Instant,
     retransmit: bool,
     thread: usize,
-    run_id: u32,
     schedule: Schedule,
     state: State,
     transport: Box<dyn Transport>,
+    /// Our address on each socket, and as `ip:port` text for the requests.
+    locals: Vec<SocketAddr>,
+    local_text: Vec<String>,
+    /// `{run_id:08x}`, the start of every Call-ID, tag and branch.
+    run_hex: String,
+    /// Replies read in one pass, back to back, and where each ends.
+    rx_bytes: Vec<u8>,
+    rx_ends: Vec<usize>,
+    /// The MESSAGE body (`--body-size`).
+    msg_body: Vec<u8>,
     local_calls: u64,
 }
 
-/// Everything about a reply the engine needs, copied out of the receive buffer.
-struct Reply {
+/// Everything about a reply the engine needs, borrowed from the receive buffer.
+struct Reply<'a> {
     code: u16,
-    call_id: Box<str>,
+    call_id: &'a str,
     cseq: u32,
-    to_tag: Option<String>,
-    msgid: Option<String>,
+    to_tag: Option<&'a str>,
+    msgid: Option<&'a str>,
 }
 
-fn parse_reply(buf: &[u8]) -> Result<Option<Reply>, &'static str> {
+fn parse_reply(buf: &[u8]) -> Result<Option<Reply<'_>>, &'static str> {
     let mut headers = [EMPTY_HEADER; 64];
     let msg = match sip::parse(buf, &mut headers, Framing::Datagram) {
         Ok(s) => s.complete().ok_or("reply: incomplete")?,
@@ -233,13 +295,15 @@ fn parse_reply(buf: &[u8]) -> Result<Option<Reply>, &'static str> {
     };
     let call_id = msg.call_id().ok_or("reply: no Call-ID")?;
     let cseq = msg.cseq().ok_or("reply: no CSeq")?;
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    // Not UTF-8: then not one of ours either; it is counted as unmatched.
     Ok(Some(Reply {
         code,
-        call_id: String::from_utf8_lossy(call_id).into(),
+        call_id: std::str::from_utf8(call_id).unwrap_or(""),
         cseq: cseq.number,
-        to_tag: msg.to_tag().map(text),
-        msgid: msg.header("X-Repo-Msgid").map(text),
+        to_tag: msg.to_tag().and_then(|t| std::str::from_utf8(t).ok()),
+        msgid: msg
+            .header("X-Repo-Msgid")
+            .and_then(|t| std::str::from_utf8(t).ok()),
     }))
 }
 
@@ -265,15 +329,28 @@ impl Engine {
             // 2. Send.
             self.transport.send(&mut self.state.out, &mut self.stats);
             // 3. Receive.
-            let mut replies: Vec<Vec<u8>> = Vec::new();
-            self.transport
-                .recv(&mut |m| replies.push(m.to_vec()), &mut self.stats);
-            if !replies.is_empty() {
+            let mut bytes = std::mem::take(&mut self.rx_bytes);
+            let mut ends = std::mem::take(&mut self.rx_ends);
+            bytes.clear();
+            ends.clear();
+            self.transport.recv(
+                &mut |m| {
+                    bytes.extend_from_slice(m);
+                    ends.push(bytes.len());
+                },
+                &mut self.stats,
+            );
+            let got_replies = !ends.is_empty();
+            if got_replies {
                 now = Instant::now();
-                for r in &replies {
-                    self.on_message(r, now);
+                let mut start = 0;
+                for &end in &ends {
+                    self.on_message(&bytes[start..end], now);
+                    start = end;
                 }
             }
+            self.rx_bytes = bytes;
+            self.rx_ends = ends;
             // 4. Timers.
             self.fire_timers(now);
             // 5. Hand over counters.
@@ -297,7 +374,7 @@ impl Engine {
             {
                 return schedule_done.unwrap_or(now);
             }
-            if !replies.is_empty() || !self.state.out.is_empty() && started > 0 {
+            if got_replies || !self.state.out.is_empty() && started > 0 {
                 continue;
             }
             // 6. Sleep until the next call, timer or flush, or until a socket is ready.
@@ -308,8 +385,14 @@ impl Engine {
             if let Some(Reverse((t, _, _))) = self.state.timers.peek() {
                 wake = wake.min(*t);
             }
+            if let Some((t, _)) = self.state.timeouts.front() {
+                wake = wake.min(*t);
+            }
             let now = Instant::now();
-            if wake <= now {
+            if wake <= now + SPIN_BELOW {
+                // Too soon to be worth a sleep: going to sleep and waking costs more than the
+                // wait, and wakes late. Keep polling the sockets instead.
+                std::hint::spin_loop();
                 continue;
             }
             let wait = (wake - now).min(Duration::from_millis(100));
@@ -343,10 +426,15 @@ impl Engine {
 
     fn branch(&mut self) -> String {
         self.state.branch_seq += 1;
-        format!(
-            "z9hG4bK-{:08x}-{}-{}",
-            self.run_id, self.thread, self.state.branch_seq
-        )
+        let mut num = itoa::Buffer::new();
+        let mut b = String::with_capacity(40);
+        b.push_str("z9hG4bK-");
+        b.push_str(&self.run_hex);
+        b.push('-');
+        b.push_str(num.format(self.thread));
+        b.push('-');
+        b.push_str(num.format(self.state.branch_seq));
+        b
     }
 
     fn start_call(&mut self, due: Due, now: Instant) {
@@ -361,13 +449,20 @@ impl Engine {
             self.stats.warmup_calls += 1;
         }
         let cpc = self.cfg.calls_per_callid;
-        let call_id = format!("{:08x}-{}@sipshard-load", self.run_id, due.seq / cpc);
+        let mut num = itoa::Buffer::new();
+        let mut call_id = String::with_capacity(40);
+        call_id.push_str(&self.run_hex);
+        call_id.push('-');
+        call_id.push_str(num.format(due.seq / cpc));
+        call_id.push_str("@sipshard-load");
         let cseq = ((due.seq % cpc) * 2 + 1) as u32;
-        let conn = (self.local_calls % self.transport.conns() as u64) as usize;
+        let conn = (self.local_calls % self.locals.len() as u64) as usize;
         self.local_calls += 1;
-        let from_tag = format!("{:08x}{}", self.run_id, due.seq);
+        let mut from_tag = String::with_capacity(24);
+        from_tag.push_str(&self.run_hex);
+        from_tag.push_str(num.format(due.seq));
         let branch = self.branch();
-        let local = self.transport.local_addr(conn);
+        let local = self.locals[conn];
         let (method, bytes) = if let Some(t) = &self.cfg.template {
             let bytes = t.render(&TemplateVars {
                 call_id: &call_id,
@@ -382,19 +477,23 @@ impl Engine {
             (template_method(&bytes), bytes)
         } else {
             let mut extra = Vec::new();
+            let sdp;
             let (method, body) = match self.cfg.scenario {
                 ScenarioKind::Options => ("OPTIONS", None),
                 ScenarioKind::Message | ScenarioKind::ParkPull => {
-                    ("MESSAGE", Some(message_body(self.cfg.body_size)))
+                    ("MESSAGE", Some(&self.msg_body[..]))
                 }
                 ScenarioKind::ParkExpire => {
                     extra.push(format!(
                         "Expires: {}",
                         self.cfg.expire.as_secs_f64().ceil() as u64
                     ));
-                    ("MESSAGE", Some(message_body(self.cfg.body_size)))
+                    ("MESSAGE", Some(&self.msg_body[..]))
                 }
-                ScenarioKind::Invite => ("INVITE", Some(sdp_offer(local, due.seq))),
+                ScenarioKind::Invite => {
+                    sdp = sdp_offer(local, due.seq);
+                    ("INVITE", Some(&sdp[..]))
+                }
             };
             let ctype = if method == "INVITE" {
                 "application/sdp"
@@ -404,8 +503,7 @@ impl Engine {
             let bytes = build_request(&RequestParams {
                 method,
                 ruri: &self.cfg.ruri,
-                local,
-                remote: self.cfg.target,
+                local: &self.local_text[conn],
                 transport: self.cfg.transport.via_token(),
                 call_id: &call_id,
                 cseq,
@@ -413,7 +511,7 @@ impl Engine {
                 from_tag: &from_tag,
                 to_tag: None,
                 extra: &extra,
-                body: body.as_deref().map(|b| (ctype, b)),
+                body: body.map(|b| (ctype, b)),
             });
             (method == "INVITE", bytes)
         };
@@ -448,9 +546,7 @@ impl Engine {
             bytes,
         });
         let deadline = t.origin.max(now) + self.timeout_for(t.step);
-        self.state
-            .timers
-            .push(Reverse((deadline, id, TimerKind::Timeout)));
+        self.state.add_timeout(deadline, id);
         if keep.is_some() {
             self.state
                 .timers
@@ -500,9 +596,7 @@ impl Engine {
         let id = self.state.next_id;
         self.state.next_id += 1;
         let deadline = origin.max(now) + self.cfg.timeout;
-        self.state
-            .timers
-            .push(Reverse((deadline, id, TimerKind::Timeout)));
+        self.state.add_timeout(deadline, id);
         self.state.index.insert(p.key.clone(), id);
         self.state.pending.insert(
             id,
@@ -541,6 +635,13 @@ impl Engine {
     }
 
     fn fire_timers(&mut self, now: Instant) {
+        while let Some(&(t, id)) = self.state.timeouts.front() {
+            if t > now {
+                break;
+            }
+            self.state.timeouts.pop_front();
+            self.time_out(id);
+        }
         while let Some(Reverse((t, id, kind))) = self.state.timers.peek().copied() {
             if t > now {
                 break;
@@ -596,8 +697,7 @@ impl Engine {
                 return;
             }
         };
-        let key = (reply.call_id.clone(), reply.cseq);
-        let Some(&id) = self.state.index.get(&key) else {
+        let Some(&id) = self.state.index.get(&KeyRef(reply.call_id, reply.cseq)) else {
             self.stats
                 .error("unmatched reply (late, duplicate or retransmitted)");
             return;
@@ -684,7 +784,7 @@ impl Engine {
             }
             (ScenarioKind::Invite, Step::First) => {
                 let Some(txn) = &p.txn else { return };
-                let to_tag = reply.to_tag.clone();
+                let to_tag = reply.to_tag;
                 // ACK: for a 2xx a new transaction (new branch); for an error, the INVITE's own
                 // branch (RFC 3261 §17.1.1.3, §13.2.2.4).
                 let branch = if (200..300).contains(&reply.code) {
@@ -692,18 +792,16 @@ impl Engine {
                 } else {
                     txn.branch.to_string()
                 };
-                let local = self.transport.local_addr(p.conn);
                 let ack = build_request(&RequestParams {
                     method: "ACK",
                     ruri: &self.cfg.ruri,
-                    local,
-                    remote: self.cfg.target,
+                    local: &self.local_text[p.conn],
                     transport: self.cfg.transport.via_token(),
                     call_id: &p.key.0,
                     cseq: p.key.1,
                     branch: &branch,
                     from_tag: &p.from_tag,
-                    to_tag: to_tag.as_deref(),
+                    to_tag,
                     extra: &[],
                     body: None,
                 });
@@ -730,7 +828,7 @@ impl Engine {
         p: &Pending,
         method: &str,
         key: (String, u32),
-        to_tag: Option<String>,
+        to_tag: Option<&str>,
         extra: &[String],
         body: Option<(&str, &[u8])>,
         step: Step,
@@ -738,18 +836,16 @@ impl Engine {
         now: Instant,
     ) {
         let branch = self.branch();
-        let local = self.transport.local_addr(p.conn);
         let bytes = build_request(&RequestParams {
             method,
             ruri: &self.cfg.ruri,
-            local,
-            remote: self.cfg.target,
+            local: &self.local_text[p.conn],
             transport: self.cfg.transport.via_token(),
             call_id: &key.0,
             cseq: key.1,
             branch: &branch,
             from_tag: &p.from_tag,
-            to_tag: to_tag.as_deref(),
+            to_tag,
             extra,
             body,
         });

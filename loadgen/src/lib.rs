@@ -9,7 +9,7 @@
 //! - [`schedule`]: when each call is due.
 //! - [`scenario`]: what each call sends; templates.
 //! - [`engine`]: the per-thread loop: transactions, retransmissions, timeouts.
-//! - [`transport`], [`udp`], [`tcp`]: sockets.
+//! - [`transport`], [`udp`], [`tcp`]: sockets; [`mmsg`]: batched datagram system calls.
 //! - [`stats`]: counters and histograms; [`run`]: the main thread and `--ramp`.
 //! - [`report`], [`svg`]: the summary, `.hgrm`, interval log, JSON and SVG; [`compare`]: `report`.
 //! - [`responder`]: a stand-in server for tests and trials.
@@ -19,6 +19,7 @@
 pub mod compare;
 pub mod config;
 pub mod engine;
+pub mod mmsg;
 pub mod report;
 pub mod responder;
 pub mod run;

@@ -6,12 +6,16 @@
 //! delivered back to its sender as `200 Pulled` with `X-Repo-Pulled: 1`; `408` when a parked
 //! MESSAGE expires; INVITE answered 100 + 200 with SDP; BYE 200). It can also stall, holding
 //! every reply for a while, to show what the report does with a server that stops. It is single
-//! threaded and meant for loopback, not for measuring anything but the load generator.
+//! threaded, reads and answers in batches (recvmmsg/sendmmsg) and does little per request, so
+//! it can serve as the far end when what is measured is the load generator itself (the SIPp
+//! cross-check); it is not a SIP server.
 
+use crate::mmsg::Batch;
 use sipshard_parser::sip::{self, Framing, EMPTY_HEADER};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -43,7 +47,7 @@ impl Responder {
         let sock = UdpSocket::bind(listen)?;
         let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(4 << 20);
         let _ = socket2::SockRef::from(&sock).set_send_buffer_size(4 << 20);
-        sock.set_read_timeout(Some(Duration::from_millis(5)))?;
+        sock.set_nonblocking(true)?;
         let addr = sock.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
@@ -92,167 +96,276 @@ struct Parked {
     msgid: u64,
     request: Vec<u8>,
     from: SocketAddr,
-    expires: Option<Instant>,
 }
 
-/// Builds a response to `req` (a parsed request), copying Via, From, To (tagged), Call-ID and
-/// CSeq.
-fn response(
+/// Most datagrams read or written per system call.
+const BATCH: usize = 64;
+/// Largest request read; longer ones are dropped.
+const MAX_REQUEST: usize = 16 * 1024;
+
+/// Writes a response to `req` (a parsed request) into `out`, copying Via, From, To (tagged),
+/// Call-ID and CSeq; `extra` are whole header lines without their CRLF.
+fn response_into(
+    out: &mut Vec<u8>,
     req: &sip::Message<'_, '_>,
     code: u16,
     reason: &str,
-    extra: &[String],
+    extra: &[&[u8]],
     body: Option<(&str, &[u8])>,
-) -> Vec<u8> {
-    let mut s = format!("SIP/2.0 {code} {reason}\r\n");
+) {
+    let mut num = itoa::Buffer::new();
+    out.extend_from_slice(b"SIP/2.0 ");
+    out.extend_from_slice(num.format(code).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
     for h in req.headers() {
         let name = h.kind.canonical_name().unwrap_or("");
-        match name {
-            "Via" | "From" | "Call-ID" | "CSeq" => {
-                s.push_str(name);
-                s.push_str(": ");
-                s.push_str(&String::from_utf8_lossy(h.value));
-                s.push_str("\r\n");
+        if matches!(name, "Via" | "From" | "To" | "Call-ID" | "CSeq") {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value);
+            if name == "To" && req.to_tag().is_none() {
+                out.extend_from_slice(b";tag=resp1");
             }
-            "To" => {
-                s.push_str("To: ");
-                s.push_str(&String::from_utf8_lossy(h.value));
-                if req.to_tag().is_none() {
-                    s.push_str(";tag=resp1");
-                }
-                s.push_str("\r\n");
-            }
-            _ => {}
+            out.extend_from_slice(b"\r\n");
         }
     }
     for e in extra {
-        s.push_str(e);
-        s.push_str("\r\n");
+        out.extend_from_slice(e);
+        out.extend_from_slice(b"\r\n");
     }
-    let mut out = s.into_bytes();
-    match body {
-        Some((ct, b)) => {
-            out.extend_from_slice(
-                format!("Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes(),
-            );
-            out.extend_from_slice(b);
-        }
-        None => out.extend_from_slice(b"Content-Length: 0\r\n\r\n"),
+    let (ct, b) = body.unwrap_or(("", b""));
+    if !ct.is_empty() {
+        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(ct.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    out
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(num.format(b.len()).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(b);
+}
+
+fn parse_request<'h, 'b>(
+    raw: &'b [u8],
+    headers: &'h mut [sip::Header<'b>],
+) -> Option<sip::Message<'h, 'b>> {
+    sip::parse(raw, headers, Framing::Datagram).ok()?.complete()
 }
 
 /// A reply to the request in `raw` (None if it does not parse), as the responder builds them.
 pub fn reply_to_stored(raw: &[u8], code: u16, reason: &str, extra: &[String]) -> Option<Vec<u8>> {
     let mut headers = [EMPTY_HEADER; 64];
-    let m = sip::parse(raw, &mut headers, Framing::Datagram)
-        .ok()?
-        .complete()?;
-    Some(response(&m, code, reason, extra, None))
+    let m = parse_request(raw, &mut headers)?;
+    let extra: Vec<&[u8]> = extra.iter().map(|e| e.as_bytes()).collect();
+    let mut out = Vec::with_capacity(raw.len());
+    response_into(&mut out, &m, code, reason, &extra, None);
+    Some(out)
 }
 
-fn serve(sock: UdpSocket, cfg: ResponderConfig, stop: &AtomicBool, received: &AtomicU64) {
-    let mut buf = vec![0u8; 65536];
-    let mut parked: HashMap<Vec<u8>, Parked> = HashMap::new();
-    let mut held: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
-    let mut first: Option<Instant> = None;
-    let mut next_msgid = 1u64;
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        // Expiries.
-        if cfg.expire.is_some() {
-            let due: Vec<Vec<u8>> = parked
-                .iter()
-                .filter(|(_, p)| p.expires.is_some_and(|e| e <= now))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in due {
-                if let Some(p) = parked.remove(&k) {
-                    if let Some(r) = reply_to_stored(&p.request, 408, "Request Timeout", &[]) {
-                        let _ = sock.send_to(&r, p.from);
+/// Replies waiting to be sent, in one buffer: (end offset, destination) per reply.
+#[derive(Default)]
+struct Outbox {
+    bytes: Vec<u8>,
+    items: Vec<(usize, SocketAddr)>,
+}
+
+impl Outbox {
+    /// Appends a reply to `to`, written by `write` at the end of the buffer.
+    fn push(&mut self, to: SocketAddr, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.bytes);
+        self.items.push((self.bytes.len(), to));
+    }
+
+    fn append(&mut self, other: &mut Outbox) {
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&other.bytes);
+        self.items
+            .extend(other.items.iter().map(|&(end, to)| (base + end, to)));
+        other.bytes.clear();
+        other.items.clear();
+    }
+
+    /// Sends everything, in batches, waiting for socket space when the buffer is full (until
+    /// `stop`).
+    fn flush(&mut self, sock: &UdpSocket, mmsg: &mut Batch, stop: &AtomicBool) {
+        let mut i = 0;
+        let mut start = 0;
+        while i < self.items.len() {
+            let mut chunk: Vec<(&[u8], Option<SocketAddr>)> = Vec::with_capacity(BATCH);
+            let mut s = start;
+            for &(end, to) in self.items[i..].iter().take(BATCH) {
+                chunk.push((&self.bytes[s..end], Some(to)));
+                s = end;
+            }
+            match mmsg.send(sock.as_raw_fd(), &chunk) {
+                Ok(n) if n > 0 => {
+                    start = self.items[i + n - 1].0;
+                    i += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                    // Not deliverable (e.g. the peer is gone): drop that one reply.
+                    start = self.items[i].0;
+                    i += 1;
+                }
+                _ => {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
                     }
+                    wait_fd(sock, libc::POLLOUT, 5);
                 }
             }
         }
+        self.bytes.clear();
+        self.items.clear();
+    }
+}
+
+/// Waits up to `ms` for `events` on the socket.
+fn wait_fd(sock: &UdpSocket, events: libc::c_short, ms: i32) {
+    let mut p = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: one live pollfd.
+    unsafe {
+        libc::poll(&mut p, 1, ms);
+    }
+}
+
+const SDP: &[u8] = b"v=0\r\no=responder 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n";
+
+struct Server {
+    cfg: ResponderConfig,
+    parked: HashMap<Vec<u8>, Parked>,
+    /// (expiry, Call-ID, msgid), oldest first: every item gets the same lifetime.
+    expiries: VecDeque<(Instant, Vec<u8>, u64)>,
+    next_msgid: u64,
+}
+
+impl Server {
+    /// Answers one request.
+    fn handle(&mut self, raw: &[u8], from: SocketAddr, now: Instant, out: &mut Outbox) {
+        let mut headers = [EMPTY_HEADER; 64];
+        let Some(req) = parse_request(raw, &mut headers) else {
+            return;
+        };
+        let Some(method) = req.method() else { return };
+        match method {
+            b"ACK" => {}
+            b"INVITE" => {
+                out.push(from, |b| response_into(b, &req, 100, "Trying", &[], None));
+                out.push(from, |b| {
+                    response_into(b, &req, 200, "OK", &[], Some(("application/sdp", SDP)))
+                });
+            }
+            _ if req.header("X-Pull-CallID").is_some() => {
+                out.push(from, |b| response_into(b, &req, 200, "OK", &[], None));
+                let cid = req.header("X-Pull-CallID").unwrap_or_default();
+                if let Some(p) = self.parked.remove(cid) {
+                    let msgid = format!("X-Repo-Msgid: {}", p.msgid);
+                    let mut headers = [EMPTY_HEADER; 64];
+                    if let Some(stored) = parse_request(&p.request, &mut headers) {
+                        let extra: [&[u8]; 2] = [b"X-Repo-Pulled: 1", msgid.as_bytes()];
+                        out.push(p.from, |b| {
+                            response_into(b, &stored, 200, "Pulled", &extra, None)
+                        });
+                    }
+                }
+            }
+            b"MESSAGE" if self.cfg.park => {
+                let msgid = self.next_msgid;
+                self.next_msgid += 1;
+                let cid = req.call_id().unwrap_or_default().to_vec();
+                if let Some(e) = self.cfg.expire {
+                    self.expiries.push_back((now + e, cid.clone(), msgid));
+                }
+                self.parked.insert(
+                    cid,
+                    Parked {
+                        msgid,
+                        request: raw.to_vec(),
+                        from,
+                    },
+                );
+                let line = format!("X-Repo-Msgid: {msgid}");
+                out.push(from, |b| {
+                    response_into(b, &req, 202, "Accepted", &[line.as_bytes()], None)
+                });
+            }
+            _ => out.push(from, |b| response_into(b, &req, 200, "OK", &[], None)),
+        }
+    }
+
+    /// Answers 408 for every parked MESSAGE whose time is up.
+    fn expire(&mut self, now: Instant, out: &mut Outbox) {
+        while let Some((at, _, _)) = self.expiries.front() {
+            if *at > now {
+                break;
+            }
+            let (_, cid, msgid) = self.expiries.pop_front().expect("front exists");
+            // Pulled (or replaced by a later MESSAGE of the same Call-ID) in the meantime?
+            if self.parked.get(&cid).is_none_or(|p| p.msgid != msgid) {
+                continue;
+            }
+            let p = self.parked.remove(&cid).expect("checked above");
+            let mut headers = [EMPTY_HEADER; 64];
+            if let Some(stored) = parse_request(&p.request, &mut headers) {
+                out.push(p.from, |b| {
+                    response_into(b, &stored, 408, "Request Timeout", &[], None)
+                });
+            }
+        }
+    }
+}
+
+fn serve(sock: UdpSocket, cfg: ResponderConfig, stop: &AtomicBool, received: &AtomicU64) {
+    let mut bufs = vec![vec![0u8; MAX_REQUEST]; BATCH];
+    let mut got = Vec::with_capacity(BATCH);
+    let mut mmsg = Batch::new();
+    let mut out = Outbox::default();
+    let mut held = Outbox::default();
+    let mut first: Option<Instant> = None;
+    let stall = cfg.stall;
+    let mut server = Server {
+        cfg,
+        parked: HashMap::new(),
+        expiries: VecDeque::new(),
+        next_msgid: 1,
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        server.expire(now, &mut out);
         // The stall window, counted from the first request.
-        let stalled = match (cfg.stall, first) {
+        let stalled = match (stall, first) {
             (Some((after, len)), Some(f)) => now >= f + after && now < f + after + len,
             _ => false,
         };
         if !stalled {
-            for (r, to) in held.drain(..) {
-                let _ = sock.send_to(&r, to);
-            }
+            out.append(&mut held);
         }
-        let (n, from) = match sock.recv_from(&mut buf) {
-            Ok(v) => v,
+        match mmsg.recv(sock.as_raw_fd(), &mut bufs, true, &mut got) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                out.flush(&sock, &mut mmsg, stop);
+                wait_fd(&sock, libc::POLLIN, 5);
+                continue;
+            }
             Err(_) => continue,
-        };
-        first.get_or_insert(Instant::now());
-        received.fetch_add(1, Ordering::Relaxed);
-        let mut headers = [EMPTY_HEADER; 64];
-        let Ok(Some(req)) =
-            sip::parse(&buf[..n], &mut headers, Framing::Datagram).map(|s| s.complete())
-        else {
-            continue;
-        };
-        let Some(method) = req.method() else { continue };
-        let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
-        match method {
-            b"ACK" => {}
-            b"INVITE" => {
-                out.push((response(&req, 100, "Trying", &[], None), from));
-                let sdp = b"v=0\r\no=responder 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n";
-                out.push((
-                    response(&req, 200, "OK", &[], Some(("application/sdp", sdp))),
-                    from,
-                ));
-            }
-            _ if req.header("X-Pull-CallID").is_some() => {
-                out.push((response(&req, 200, "OK", &[], None), from));
-                let cid = req.header("X-Pull-CallID").unwrap_or_default().to_vec();
-                if let Some(p) = parked.remove(&cid) {
-                    let extra = [
-                        "X-Repo-Pulled: 1".to_string(),
-                        format!("X-Repo-Msgid: {}", p.msgid),
-                    ];
-                    if let Some(r) = reply_to_stored(&p.request, 200, "Pulled", &extra) {
-                        out.push((r, p.from));
-                    }
-                }
-            }
-            b"MESSAGE" if cfg.park => {
-                let msgid = next_msgid;
-                next_msgid += 1;
-                let cid = req.call_id().unwrap_or_default().to_vec();
-                parked.insert(
-                    cid,
-                    Parked {
-                        msgid,
-                        request: buf[..n].to_vec(),
-                        from,
-                        expires: cfg.expire.map(|e| now + e),
-                    },
-                );
-                out.push((
-                    response(
-                        &req,
-                        202,
-                        "Accepted",
-                        &[format!("X-Repo-Msgid: {msgid}")],
-                        None,
-                    ),
-                    from,
-                ));
-            }
-            _ => out.push((response(&req, 200, "OK", &[], None), from)),
         }
-        if stalled {
-            held.extend(out);
-        } else {
-            for (r, to) in out {
-                let _ = sock.send_to(&r, to);
+        first.get_or_insert(now);
+        received.fetch_add(got.len() as u64, Ordering::Relaxed);
+        for (i, r) in got.iter().enumerate() {
+            let Some(from) = r.from else { continue };
+            if r.truncated {
+                continue;
             }
+            let target = if stalled { &mut held } else { &mut out };
+            server.handle(&bufs[i][..r.len], from, now, target);
         }
+        out.flush(&sock, &mut mmsg, stop);
     }
 }

@@ -6,6 +6,7 @@
 //! datagram, which is how the gain is measured (docs/loadgen.md). Each socket is connected to
 //! the target, so the kernel filters strangers and reports ICMP port unreachable as an error.
 
+use crate::mmsg::{Batch, Received};
 use crate::stats::Stats;
 use crate::transport::{io_error_kind, Outgoing, Transport};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -24,6 +25,10 @@ pub struct UdpTransport {
     locals: Vec<SocketAddr>,
     batch: usize,
     rbufs: Vec<Vec<u8>>,
+    mmsg: Batch,
+    received: Vec<Received>,
+    /// Scratch for `send`: which queued messages left.
+    sent: Vec<bool>,
 }
 
 impl UdpTransport {
@@ -57,79 +62,11 @@ impl UdpTransport {
             locals,
             batch,
             rbufs: vec![vec![0u8; RECV_BUF]; rcount],
+            mmsg: Batch::new(),
+            received: Vec::with_capacity(rcount),
+            sent: Vec::new(),
         })
     }
-}
-
-/// Sends `msgs` on a connected socket in one `sendmmsg`; returns how many left.
-fn send_mmsg(fd: i32, msgs: &[&[u8]]) -> io::Result<usize> {
-    let mut iovs: Vec<libc::iovec> = msgs
-        .iter()
-        .map(|m| libc::iovec {
-            iov_base: m.as_ptr() as *mut libc::c_void,
-            iov_len: m.len(),
-        })
-        .collect();
-    let mut hdrs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: mmsghdr is a plain C struct; all-zero is a valid (empty) value.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
-    // SAFETY: `hdrs` points at `iovs`, which point at `msgs`; all outlive the call, and the
-    // lengths given are theirs. The socket is connected, so no address is needed.
-    let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint, 0) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-/// Receives up to `bufs.len()` datagrams in one `recvmmsg`; returns their lengths and whether
-/// each was truncated.
-fn recv_mmsg(fd: i32, bufs: &mut [Vec<u8>], lens: &mut Vec<(usize, bool)>) -> io::Result<()> {
-    let mut iovs: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr() as *mut libc::c_void,
-            iov_len: b.len(),
-        })
-        .collect();
-    let mut hdrs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: as in send_mmsg.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
-    // SAFETY: every iovec points into a live buffer of the stated length; a null timeout and
-    // MSG_DONTWAIT make the call non-blocking.
-    let n = unsafe {
-        libc::recvmmsg(
-            fd,
-            hdrs.as_mut_ptr(),
-            hdrs.len() as libc::c_uint,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    lens.clear();
-    for h in &hdrs[..n as usize] {
-        let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-        lens.push((h.msg_len as usize, truncated));
-    }
-    Ok(())
 }
 
 impl Transport for UdpTransport {
@@ -145,52 +82,59 @@ impl Transport for UdpTransport {
         if out.is_empty() {
             return;
         }
-        // Group by socket, keeping order within each; what does not fit stays queued.
-        let mut left: Vec<Outgoing> = Vec::new();
+        // Per socket, in order; what does not fit (the socket buffer is full) stays queued.
+        self.sent.clear();
+        self.sent.resize(out.len(), false);
+        let mut chunk: Vec<(&[u8], Option<SocketAddr>)> = Vec::with_capacity(self.batch);
+        let mut idx: Vec<usize> = Vec::with_capacity(self.batch);
         for (conn, sock) in self.socks.iter().enumerate() {
-            let mine: Vec<&Outgoing> = out.iter().filter(|o| o.conn == conn).collect();
-            let mut i = 0;
-            let mut blocked = false;
-            while i < mine.len() && !blocked {
-                if self.batch == 1 {
-                    match sock.send(&mine[i].bytes) {
-                        Ok(_) => i += 1,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked = true,
+            let mut next = 0;
+            'sock: loop {
+                chunk.clear();
+                idx.clear();
+                while next < out.len() && chunk.len() < self.batch.max(1) {
+                    if out[next].conn == conn {
+                        chunk.push((&out[next].bytes, None));
+                        idx.push(next);
+                    }
+                    next += 1;
+                }
+                if chunk.is_empty() {
+                    break;
+                }
+                let mut done = 0;
+                while done < chunk.len() {
+                    let r = if self.batch == 1 {
+                        sock.send(chunk[done].0).map(|_| 1)
+                    } else {
+                        self.mmsg.send(sock.as_raw_fd(), &chunk[done..])
+                    };
+                    match r {
+                        Ok(0) => break 'sock,
+                        Ok(n) => done += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 'sock,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => {
+                            // Reported for the first datagram not sent: count it and drop it.
                             stats.error(io_error_kind("send", &e));
-                            i += 1;
+                            done += 1;
                         }
                     }
-                    continue;
-                }
-                let end = (i + self.batch).min(mine.len());
-                let chunk: Vec<&[u8]> = mine[i..end].iter().map(|o| &o.bytes[..]).collect();
-                match send_mmsg(sock.as_raw_fd(), &chunk) {
-                    Ok(0) => blocked = true,
-                    Ok(n) => i += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked = true,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        // sendmmsg reports an error only for the first datagram.
-                        stats.error(io_error_kind("send", &e));
-                        i += 1;
+                    for &i in &idx[..done] {
+                        self.sent[i] = true;
                     }
                 }
             }
-            if i < mine.len() {
-                left.extend(mine[i..].iter().map(|o| Outgoing {
-                    conn: o.conn,
-                    bytes: o.bytes.clone(),
-                }));
-            }
         }
-        *out = left;
+        let mut i = 0;
+        out.retain(|_| {
+            i += 1;
+            !self.sent[i - 1]
+        });
     }
 
     fn recv(&mut self, on_message: &mut dyn FnMut(&[u8]), stats: &mut Stats) -> usize {
         let mut total = 0;
-        let mut lens = Vec::with_capacity(self.rbufs.len());
         for sock in &self.socks {
             // Bounded, so a flood on one socket cannot starve the sender.
             for _ in 0..16 {
@@ -206,17 +150,20 @@ impl Transport for UdpTransport {
                     }
                     continue;
                 }
-                match recv_mmsg(sock.as_raw_fd(), &mut self.rbufs, &mut lens) {
+                match self
+                    .mmsg
+                    .recv(sock.as_raw_fd(), &mut self.rbufs, false, &mut self.received)
+                {
                     Ok(()) => {
-                        for (i, &(n, truncated)) in lens.iter().enumerate() {
+                        for (i, r) in self.received.iter().enumerate() {
                             total += 1;
-                            if truncated {
+                            if r.truncated {
                                 stats.error("recv: datagram larger than 16 KiB");
                                 continue;
                             }
-                            on_message(&self.rbufs[i][..n]);
+                            on_message(&self.rbufs[i][..r.len]);
                         }
-                        if lens.len() < self.rbufs.len() {
+                        if self.received.len() < self.rbufs.len() {
                             break;
                         }
                     }
