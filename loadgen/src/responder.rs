@@ -1,20 +1,23 @@
-//! A stand-in for sipshard: a small UDP SIP responder.
+//! A stand-in for sipshard: a small SIP responder over UDP and TCP.
 //!
 //! The load generator has to be tested, and tried, without the real server: this answers the
 //! way sipshard's repository routes do (200 to OPTIONS; MESSAGE parked with 202 and
 //! `X-Repo-Msgid`; a request carrying `X-Pull-CallID` answered 200 and the parked MESSAGE
 //! delivered back to its sender as `200 Pulled` with `X-Repo-Pulled: 1`; `408` when a parked
 //! MESSAGE expires; INVITE answered 100 + 200 with SDP; BYE 200). It can also stall, holding
-//! every reply for a while, to show what the report does with a server that stops. It is single
-//! threaded, reads and answers in batches (recvmmsg/sendmmsg) and does little per request, so
+//! every reply for a while, to show what the report does with a server that stops. It listens on
+//! UDP and on TCP at the same port, is single threaded, reads and answers in batches
+//! (recvmmsg/sendmmsg; one write per connection and pass) and does little per request, so
 //! it can serve as the far end when what is measured is the load generator itself (the SIPp
 //! cross-check); it is not a SIP server.
 
 use crate::mmsg::Batch;
-use sipshard_parser::sip::{self, Framing, EMPTY_HEADER};
+use sipshard_parser::sip::{self, frame, FrameOptions, Framed, Framing, EMPTY_HEADER};
+use sipshard_parser::Status;
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,19 +45,20 @@ pub struct Responder {
 }
 
 impl Responder {
-    /// Starts a responder on `listen` (port 0 for an ephemeral one).
+    /// Starts a responder on `listen` (port 0 for an ephemeral one), UDP and TCP.
     pub fn start(listen: SocketAddr, cfg: ResponderConfig) -> io::Result<Responder> {
-        let sock = UdpSocket::bind(listen)?;
+        let (sock, tcp) = bind_both(listen)?;
         let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(4 << 20);
         let _ = socket2::SockRef::from(&sock).set_send_buffer_size(4 << 20);
         sock.set_nonblocking(true)?;
+        tcp.set_nonblocking(true)?;
         let addr = sock.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
         let (s, r) = (stop.clone(), received.clone());
         let handle = std::thread::Builder::new()
             .name("responder".into())
-            .spawn(move || serve(sock, cfg, &s, &r))?;
+            .spawn(move || serve(Io::new(sock, tcp), cfg, &s, &r))?;
         Ok(Responder {
             addr,
             stop,
@@ -92,11 +96,35 @@ impl Drop for Responder {
     }
 }
 
+/// Binds UDP and TCP on the same address; with port 0, on a port free for both.
+fn bind_both(listen: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+    let mut tries = 0;
+    loop {
+        let udp = UdpSocket::bind(listen)?;
+        match TcpListener::bind(udp.local_addr()?) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if listen.port() != 0 || tries >= 20 => return Err(e),
+            Err(_) => tries += 1,
+        }
+    }
+}
+
+/// Where a request came from, and where its replies go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    Udp(SocketAddr),
+    /// A TCP connection, by number (never reused).
+    Tcp(u64),
+}
+
 struct Parked {
     msgid: u64,
     request: Vec<u8>,
-    from: SocketAddr,
+    from: Peer,
 }
+
+/// Most bytes a TCP connection may have waiting to be written before it is dropped.
+const MAX_PENDING_WRITE: usize = 64 << 20;
 
 /// Most datagrams read or written per system call.
 const BATCH: usize = 64;
@@ -168,12 +196,12 @@ pub fn reply_to_stored(raw: &[u8], code: u16, reason: &str, extra: &[String]) ->
 #[derive(Default)]
 struct Outbox {
     bytes: Vec<u8>,
-    items: Vec<(usize, SocketAddr)>,
+    items: Vec<(usize, Peer)>,
 }
 
 impl Outbox {
     /// Appends a reply to `to`, written by `write` at the end of the buffer.
-    fn push(&mut self, to: SocketAddr, write: impl FnOnce(&mut Vec<u8>)) {
+    fn push(&mut self, to: Peer, write: impl FnOnce(&mut Vec<u8>)) {
         write(&mut self.bytes);
         self.items.push((self.bytes.len(), to));
     }
@@ -187,49 +215,179 @@ impl Outbox {
         other.items.clear();
     }
 
-    /// Sends everything, in batches, waiting for socket space when the buffer is full (until
-    /// `stop`).
-    fn flush(&mut self, sock: &UdpSocket, mmsg: &mut Batch, stop: &AtomicBool) {
-        let mut i = 0;
+    /// Sends everything: datagrams in batches (waiting for socket space when the buffer is
+    /// full, until `stop`), stream replies appended to their connection's write buffer, which
+    /// is then written as far as the kernel takes it.
+    fn flush(&mut self, io: &mut Io, stop: &AtomicBool) {
+        let mut udp: Vec<(&[u8], Option<SocketAddr>)> = Vec::with_capacity(BATCH);
         let mut start = 0;
-        while i < self.items.len() {
-            let mut chunk: Vec<(&[u8], Option<SocketAddr>)> = Vec::with_capacity(BATCH);
-            let mut s = start;
-            for &(end, to) in self.items[i..].iter().take(BATCH) {
-                chunk.push((&self.bytes[s..end], Some(to)));
-                s = end;
-            }
-            match mmsg.send(sock.as_raw_fd(), &chunk) {
-                Ok(n) if n > 0 => {
-                    start = self.items[i + n - 1].0;
-                    i += n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
-                    // Not deliverable (e.g. the peer is gone): drop that one reply.
-                    start = self.items[i].0;
-                    i += 1;
-                }
-                _ => {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
+        for &(end, to) in &self.items {
+            let bytes = &self.bytes[start..end];
+            start = end;
+            match to {
+                Peer::Udp(a) => {
+                    udp.push((bytes, Some(a)));
+                    if udp.len() == BATCH {
+                        send_all(&io.udp, &mut io.mmsg, &udp, stop);
+                        udp.clear();
                     }
-                    wait_fd(sock, libc::POLLOUT, 5);
+                }
+                Peer::Tcp(id) => {
+                    // A reply for a connection that has gone is dropped, as a server would.
+                    if let Some(c) = io.conns.get_mut(&id) {
+                        c.wbuf.extend_from_slice(bytes);
+                    }
                 }
             }
         }
+        send_all(&io.udp, &mut io.mmsg, &udp, stop);
         self.bytes.clear();
         self.items.clear();
+        io.conns.retain(|_, c| c.write());
     }
 }
 
-/// Waits up to `ms` for `events` on the socket.
-fn wait_fd(sock: &UdpSocket, events: libc::c_short, ms: i32) {
-    let mut p = libc::pollfd {
-        fd: sock.as_raw_fd(),
+/// Sends `msgs` in batches, waiting for socket space when the buffer is full (until `stop`).
+fn send_all(
+    sock: &UdpSocket,
+    mmsg: &mut Batch,
+    mut msgs: &[(&[u8], Option<SocketAddr>)],
+    stop: &AtomicBool,
+) {
+    while !msgs.is_empty() {
+        match mmsg.send(sock.as_raw_fd(), msgs) {
+            Ok(n) if n > 0 => msgs = &msgs[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Not deliverable (e.g. the peer is gone): drop that one reply.
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => msgs = &msgs[1..],
+            _ => {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                wait_fd(sock.as_raw_fd(), libc::POLLOUT, 5);
+            }
+        }
+    }
+}
+
+/// A TCP connection: what was read and not yet framed, what waits to be written.
+struct Conn {
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+}
+
+impl Conn {
+    /// Writes what the kernel takes; false when the connection is dead (or hopelessly behind).
+    fn write(&mut self) -> bool {
+        while !self.wbuf.is_empty() {
+            match self.stream.write(&self.wbuf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.wbuf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        self.wbuf.len() <= MAX_PENDING_WRITE
+    }
+
+    /// Reads what is waiting (bounded); false when the peer closed or the connection failed.
+    fn read(&mut self) -> (bool, bool) {
+        let mut got = false;
+        for _ in 0..8 {
+            let len = self.rbuf.len();
+            self.rbuf.resize(len + 64 * 1024, 0);
+            let r = self.stream.read(&mut self.rbuf[len..]);
+            let n = *r.as_ref().unwrap_or(&0);
+            self.rbuf.truncate(len + n);
+            match r {
+                Ok(0) => return (got, false),
+                Ok(_) => got = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return (got, false),
+            }
+        }
+        (got, true)
+    }
+}
+
+/// The responder's sockets.
+struct Io {
+    udp: UdpSocket,
+    tcp: TcpListener,
+    conns: HashMap<u64, Conn>,
+    next_conn: u64,
+    mmsg: Batch,
+}
+
+impl Io {
+    fn new(udp: UdpSocket, tcp: TcpListener) -> Io {
+        Io {
+            udp,
+            tcp,
+            conns: HashMap::new(),
+            next_conn: 0,
+            mmsg: Batch::new(),
+        }
+    }
+
+    /// Takes every waiting connection; whether there was one.
+    fn accept(&mut self) -> bool {
+        let mut any = false;
+        while let Ok((stream, _)) = self.tcp.accept() {
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            self.conns.insert(
+                self.next_conn,
+                Conn {
+                    stream,
+                    rbuf: Vec::new(),
+                    wbuf: Vec::new(),
+                },
+            );
+            self.next_conn += 1;
+            any = true;
+        }
+        any
+    }
+
+    /// Waits up to `ms` for anything to read (or, where writes are waiting, to write).
+    fn wait(&self, ms: i32) {
+        let mut fds = vec![
+            pollfd(self.udp.as_raw_fd(), libc::POLLIN),
+            pollfd(self.tcp.as_raw_fd(), libc::POLLIN),
+        ];
+        for c in self.conns.values() {
+            let mut ev = libc::POLLIN;
+            if !c.wbuf.is_empty() {
+                ev |= libc::POLLOUT;
+            }
+            fds.push(pollfd(c.stream.as_raw_fd(), ev));
+        }
+        // SAFETY: `fds` is a live array of pollfd of the given length.
+        unsafe {
+            libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms);
+        }
+    }
+}
+
+fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
         events,
         revents: 0,
-    };
+    }
+}
+
+/// Waits up to `ms` for `events` on `fd`.
+fn wait_fd(fd: i32, events: libc::c_short, ms: i32) {
+    let mut p = pollfd(fd, events);
     // SAFETY: one live pollfd.
     unsafe {
         libc::poll(&mut p, 1, ms);
@@ -248,7 +406,7 @@ struct Server {
 
 impl Server {
     /// Answers one request.
-    fn handle(&mut self, raw: &[u8], from: SocketAddr, now: Instant, out: &mut Outbox) {
+    fn handle(&mut self, raw: &[u8], from: Peer, now: Instant, out: &mut Outbox) {
         let mut headers = [EMPTY_HEADER; 64];
         let Some(req) = parse_request(raw, &mut headers) else {
             return;
@@ -322,14 +480,14 @@ impl Server {
     }
 }
 
-fn serve(sock: UdpSocket, cfg: ResponderConfig, stop: &AtomicBool, received: &AtomicU64) {
+fn serve(mut io: Io, cfg: ResponderConfig, stop: &AtomicBool, received: &AtomicU64) {
     let mut bufs = vec![vec![0u8; MAX_REQUEST]; BATCH];
     let mut got = Vec::with_capacity(BATCH);
-    let mut mmsg = Batch::new();
     let mut out = Outbox::default();
     let mut held = Outbox::default();
     let mut first: Option<Instant> = None;
     let stall = cfg.stall;
+    let framing = FrameOptions::default();
     let mut server = Server {
         cfg,
         parked: HashMap::new(),
@@ -347,25 +505,51 @@ fn serve(sock: UdpSocket, cfg: ResponderConfig, stop: &AtomicBool, received: &At
         if !stalled {
             out.append(&mut held);
         }
-        match mmsg.recv(sock.as_raw_fd(), &mut bufs, true, &mut got) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                out.flush(&sock, &mut mmsg, stop);
-                wait_fd(&sock, libc::POLLIN, 5);
-                continue;
+        let target = if stalled { &mut held } else { &mut out };
+        let mut busy = false;
+        let mut requests = 0;
+        if io
+            .mmsg
+            .recv(io.udp.as_raw_fd(), &mut bufs, true, &mut got)
+            .is_ok()
+        {
+            busy = true;
+            for (i, r) in got.iter().enumerate() {
+                let Some(from) = r.from else { continue };
+                requests += 1;
+                if !r.truncated {
+                    server.handle(&bufs[i][..r.len], Peer::Udp(from), now, target);
+                }
             }
-            Err(_) => continue,
         }
-        first.get_or_insert(now);
-        received.fetch_add(got.len() as u64, Ordering::Relaxed);
-        for (i, r) in got.iter().enumerate() {
-            let Some(from) = r.from else { continue };
-            if r.truncated {
-                continue;
+        busy |= io.accept();
+        io.conns.retain(|&id, c| {
+            let (read, open) = c.read();
+            busy |= read;
+            let mut pos = 0;
+            while pos < c.rbuf.len() {
+                match frame(&c.rbuf[pos..], &framing) {
+                    Ok(Status::Complete(Framed::Keepalive(n))) => pos += n,
+                    Ok(Status::Complete(Framed::Message { len, .. })) => {
+                        requests += 1;
+                        server.handle(&c.rbuf[pos..pos + len], Peer::Tcp(id), now, target);
+                        pos += len;
+                    }
+                    Ok(Status::Partial) => break,
+                    // Unframeable: a server closes such a connection.
+                    Err(_) => return false,
+                }
             }
-            let target = if stalled { &mut held } else { &mut out };
-            server.handle(&bufs[i][..r.len], from, now, target);
+            c.rbuf.drain(..pos);
+            open
+        });
+        if requests > 0 {
+            first.get_or_insert(now);
+            received.fetch_add(requests, Ordering::Relaxed);
         }
-        out.flush(&sock, &mut mmsg, stop);
+        out.flush(&mut io, stop);
+        if !busy {
+            io.wait(5);
+        }
     }
 }
