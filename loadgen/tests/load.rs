@@ -300,6 +300,45 @@ fn tcp_transport_round_trips() {
 }
 
 #[test]
+fn park_pull_over_tcp_comes_back_on_the_parking_connection() {
+    // Three threads with a connection each: each pulled MESSAGE must come back on the
+    // connection that parked it, or the thread waiting for it never sees it (a timeout there,
+    // an unmatched reply in another thread).
+    let r = responder(ResponderConfig {
+        park: true,
+        ..Default::default()
+    });
+    let (s, _) = run(
+        r.addr(),
+        &[
+            "--transport",
+            "tcp",
+            "--threads",
+            "3",
+            "--connections",
+            "3",
+            "--scenario",
+            "park-pull",
+            "--rate",
+            "600",
+            "--requests",
+            "150",
+            "--timeout",
+            "3s",
+        ],
+    );
+    check_books(&s);
+    assert_eq!(s.transport, "tcp");
+    assert_eq!(s.timeouts, 0, "{s:#?}");
+    assert_eq!(s.metrics[2].name, "pulled");
+    assert_eq!(s.metrics[2].count, 150);
+    assert_eq!(s.replies_by_code["202"], 150);
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    // The MESSAGE and its trigger, over TCP.
+    assert_eq!(r.received(), 300);
+}
+
+#[test]
 fn binary_runs_and_compares() {
     let r = responder(ResponderConfig::default());
     let bin = env!("CARGO_BIN_EXE_sipshard-load");
