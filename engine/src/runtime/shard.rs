@@ -372,6 +372,10 @@ async fn tcp_connection(shard: Rc<Shard>, listen: u16, local: SocketAddr, stream
         }
     };
     let _ = reader.set_read_timeout(Some(shard.spec.tcp_idle));
+    // Replies go out as soon as they are written: with Nagle on, a reply written while the
+    // previous one is unacknowledged waits for the peer's (delayed) ACK, milliseconds on a
+    // quiet connection.
+    let _ = stream.set_nodelay(true);
     let (tx, rx) = local_channel::new_bounded::<Vec<u8>>(256);
     shard.conns.borrow_mut().insert((listen, peer), Rc::new(tx));
     shard.stats.tcp_connections.fetch_add(1, Ordering::Relaxed);
