@@ -145,6 +145,34 @@ fn tcp_park_pull_answers_on_the_original_connection() {
 }
 
 #[test]
+fn tcp_pipelined_requests_get_every_reply_in_order() {
+    // 300 requests in one write: their replies are gathered into few writes by the server,
+    // and must still come back whole, framed and in order.
+    let srv = siprepo(&["--shards", "1"]);
+    let mut c = TcpClient::connect(srv.tcp.unwrap());
+    let via = c.via();
+    let tag = rand_u64();
+    let mut burst = Vec::new();
+    for i in 0..300u32 {
+        let method = if i % 3 == 0 { "OPTIONS" } else { "MESSAGE" };
+        burst.extend(request(
+            method,
+            &format!("pipe-{tag:x}-{i}"),
+            i + 1,
+            &via,
+            "",
+            "x",
+        ));
+    }
+    c.s.write_all(&burst).unwrap();
+    for i in 0..300u32 {
+        let r = c.recv().expect("a reply for every request");
+        assert_eq!(r.call_id, format!("pipe-{tag:x}-{i}"));
+        assert_eq!(r.code, if i % 3 == 0 { 405 } else { 202 });
+    }
+}
+
+#[test]
 fn tcp_framing_errors_answer_400_and_close() {
     let srv = siprepo(&["--shards", "1"]);
     let mut c = TcpClient::connect(srv.tcp.unwrap());

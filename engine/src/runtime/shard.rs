@@ -354,6 +354,9 @@ async fn tcp_accept_loop(shard: Rc<Shard>, listen: u16, listener: TcpListener, l
     }
 }
 
+/// Most bytes of queued replies one TCP write gathers.
+const TCP_WRITE_COALESCE: usize = 64 * 1024;
+
 async fn tcp_connection(shard: Rc<Shard>, listen: u16, local: SocketAddr, stream: TcpStream) {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
     let Ok(peer) = stream.peer_addr() else {
@@ -381,8 +384,19 @@ async fn tcp_connection(shard: Rc<Shard>, listen: u16, local: SocketAddr, stream
     shard.stats.tcp_connections.fetch_add(1, Ordering::Relaxed);
     let mut writer_stream = stream;
     let writer = glommio::spawn_local(async move {
-        while let Some(bytes) = rx.recv().await {
-            if writer_stream.write_all(&bytes).await.is_err() {
+        use futures_lite::StreamExt;
+        let replies = rx.stream();
+        futures_lite::pin!(replies);
+        while let Some(mut batch) = replies.next().await {
+            // Replies queued while the last write was in flight leave together in one write
+            // (one segment under load, as Nagle would give, without its wait when idle).
+            while batch.len() < TCP_WRITE_COALESCE {
+                match futures_lite::future::poll_once(replies.next()).await {
+                    Some(Some(more)) => batch.extend_from_slice(&more),
+                    _ => break,
+                }
+            }
+            if writer_stream.write_all(&batch).await.is_err() {
                 break;
             }
         }
