@@ -23,6 +23,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -83,7 +84,7 @@ enum Step {
 
 #[derive(Debug)]
 struct Pending {
-    key: (Box<str>, u32),
+    key: (Rc<str>, u32),
     step: Step,
     metric: usize,
     origin: Instant,
@@ -212,14 +213,14 @@ struct KeyRef<'a>(&'a str, u32);
 
 impl Hash for KeyRef<'_> {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        // As `(Box<str>, u32)` hashes: field by field.
+        // As `(Rc<str>, u32)` hashes: field by field (an `Rc<str>` hashes as its `str`).
         self.0.hash(h);
         self.1.hash(h);
     }
 }
 
-impl Equivalent<(Box<str>, u32)> for KeyRef<'_> {
-    fn equivalent(&self, key: &(Box<str>, u32)) -> bool {
+impl Equivalent<(Rc<str>, u32)> for KeyRef<'_> {
+    fn equivalent(&self, key: &(Rc<str>, u32)) -> bool {
         *key.0 == *self.0 && key.1 == self.1
     }
 }
@@ -241,7 +242,7 @@ impl State {
 
 struct State {
     pending: HashMap<u64, Pending>,
-    index: HashMap<(Box<str>, u32), u64>,
+    index: HashMap<(Rc<str>, u32), u64>,
     /// Retransmissions, and timeouts that would break `timeouts`' order.
     timers: BinaryHeap<Reverse<(Instant, u64, TimerKind)>>,
     /// Timeouts in deadline order. Nearly all are pushed in that order (a fixed timeout from a
@@ -427,13 +428,17 @@ impl Engine {
     fn branch(&mut self) -> String {
         self.state.branch_seq += 1;
         let mut num = itoa::Buffer::new();
-        let mut b = String::with_capacity(40);
+        let mut seq = itoa::Buffer::new();
+        let thread = num.format(self.thread);
+        let seq = seq.format(self.state.branch_seq);
+        // Exact capacity: turning it into a `Box<str>` later then costs no reallocation.
+        let mut b = String::with_capacity(8 + self.run_hex.len() + thread.len() + seq.len() + 2);
         b.push_str("z9hG4bK-");
         b.push_str(&self.run_hex);
         b.push('-');
-        b.push_str(num.format(self.thread));
+        b.push_str(thread);
         b.push('-');
-        b.push_str(num.format(self.state.branch_seq));
+        b.push_str(seq);
         b
     }
 
@@ -450,17 +455,19 @@ impl Engine {
         }
         let cpc = self.cfg.calls_per_callid;
         let mut num = itoa::Buffer::new();
-        let mut call_id = String::with_capacity(40);
+        let digits = num.format(due.seq / cpc);
+        let mut call_id = String::with_capacity(self.run_hex.len() + 1 + digits.len() + 14);
         call_id.push_str(&self.run_hex);
         call_id.push('-');
-        call_id.push_str(num.format(due.seq / cpc));
+        call_id.push_str(digits);
         call_id.push_str("@sipshard-load");
         let cseq = ((due.seq % cpc) * 2 + 1) as u32;
         let conn = (self.local_calls % self.locals.len() as u64) as usize;
         self.local_calls += 1;
-        let mut from_tag = String::with_capacity(24);
+        let digits = num.format(due.seq);
+        let mut from_tag = String::with_capacity(self.run_hex.len() + digits.len());
         from_tag.push_str(&self.run_hex);
-        from_tag.push_str(num.format(due.seq));
+        from_tag.push_str(digits);
         let branch = self.branch();
         let local = self.locals[conn];
         let (method, bytes) = if let Some(t) = &self.cfg.template {
@@ -518,7 +525,7 @@ impl Engine {
         let invite = method;
         self.send_txn(
             TxnStart {
-                key: (call_id.into(), cseq),
+                key: (Rc::from(call_id), cseq),
                 step: Step::First,
                 metric: 0,
                 origin: due.intended,
@@ -578,7 +585,7 @@ impl Engine {
         self.cfg.timeout
     }
 
-    fn index_insert(&mut self, key: (Box<str>, u32), id: u64) {
+    fn index_insert(&mut self, key: (Rc<str>, u32), id: u64) {
         if let Some(old) = self.state.index.insert(key, id) {
             // A Call-ID + CSeq still outstanding was reused (--calls-per-callid wrapping onto a
             // slow call): the older one can no longer be matched.
@@ -851,7 +858,7 @@ impl Engine {
         });
         self.send_txn(
             TxnStart {
-                key: (key.0.into(), key.1),
+                key: (Rc::from(key.0), key.1),
                 step,
                 metric,
                 origin: now,
@@ -869,7 +876,7 @@ impl Engine {
 }
 
 struct TxnStart {
-    key: (Box<str>, u32),
+    key: (Rc<str>, u32),
     step: Step,
     metric: usize,
     origin: Instant,
