@@ -538,6 +538,9 @@ fn retransmitted_park_is_answered_not_stored_twice() {
     let again = c.recv();
     assert_eq!(again.code, 202);
     assert_eq!(again.header("X-Repo-Retransmission"), Some("1"));
+    // The answer names the item the first copy made, so a client that lost the first 202 can
+    // still pull it.
+    assert_eq!(again.header("X-Repo-Msgid"), first.header("X-Repo-Msgid"));
     let stats = srv.ctl("repo.stats", json!({}));
     assert_eq!(
         (stats["stored"].as_u64(), stats["retransmissions"].as_u64()),

@@ -321,7 +321,7 @@ impl Repository {
                 self.stats.duplicates += 1;
                 return PushOutcome::Duplicate;
             }
-            if self.is_retransmission(head, msg) {
+            if self.find_retransmitted(head, msg).is_some() {
                 self.stats.retransmissions += 1;
                 return PushOutcome::Retransmission;
             }
@@ -516,7 +516,18 @@ impl Repository {
             .copied()
     }
 
-    fn is_retransmission(&self, head: u32, msg: &MessageRef<'_>) -> bool {
+    /// The msgid of the stored item `msg` is a retransmission of (see
+    /// [`PushOutcome::Retransmission`]), so that the answer to a retransmitted request can carry
+    /// what the answer to the first copy did.
+    pub fn retransmitted_msgid(&self, msg: &MessageRef<'_>) -> Option<&[u8]> {
+        let head = self.find_head(msg.call_id)?;
+        let i = self.find_retransmitted(head, msg)?;
+        let item = self.item(i);
+        Some(Meta::decode(&item.data).msgid(&item.data))
+    }
+
+    /// Among the newest items of a Call-ID (from `head`), the one `msg` retransmits.
+    fn find_retransmitted(&self, head: u32, msg: &MessageRef<'_>) -> Option<u32> {
         let mut cur = head;
         for _ in 0..RETRANSMISSION_SCAN {
             if cur == NIL {
@@ -528,11 +539,11 @@ impl Repository {
                 && meta.cseq_method(&item.data) == msg.cseq_method
                 && meta.branch(&item.data) == msg.branch
             {
-                return true;
+                return Some(cur);
             }
             cur = item.older;
         }
-        false
+        None
     }
 
     /// Adds an index entry for item `index`.

@@ -56,6 +56,16 @@ fn push_with(
     repo.push(&m, msgid.as_bytes(), expire, now)
 }
 
+fn retransmitted_msgid(repo: &Repository, buf: &[u8]) -> Option<Vec<u8>> {
+    let mut headers = [EMPTY_HEADER; 32];
+    let parsed = parse(buf, &mut headers, Framing::Datagram)
+        .unwrap()
+        .complete()
+        .unwrap();
+    let m = MessageRef::from_parsed(&parsed, ctx(5060, 0)).unwrap();
+    repo.retransmitted_msgid(&m).map(<[u8]>::to_vec)
+}
+
 fn repo() -> Repository {
     Repository::new(
         RepoConfig {
@@ -135,6 +145,10 @@ fn retransmissions_are_absorbed() {
     assert_eq!(push(&mut r, &a, "m1", 0), PushOutcome::Stored);
     // Same message, new msgid (the config makes a fresh one per message).
     assert_eq!(push(&mut r, &a, "m2", 0), PushOutcome::Retransmission);
+    // ... and the msgid it was stored under is there for the answer.
+    assert_eq!(retransmitted_msgid(&r, &a).as_deref(), Some(&b"m1"[..]));
+    let other = message("a@h", 9, "INVITE", Some("z9hG4bK9"), "");
+    assert_eq!(retransmitted_msgid(&r, &other), None);
     // A new transaction: other branch, or other CSeq, or other method.
     let b = message("a@h", 1, "INVITE", Some("z9hG4bK2"), "");
     let c = message("a@h", 2, "INVITE", Some("z9hG4bK1"), "");

@@ -402,8 +402,14 @@ pub trait Host {
     fn forward(&mut self, to: Target, edits: &[HeaderEdit]) -> Poll<ForwardResult>;
 
     /// Stores the current message, as received, under (its Call-ID, `msgid`) for `expire`
-    /// (`None`: the repository's `[repo] expire`).
-    fn push(&mut self, msgid: &[u8], expire: Option<Duration>) -> Poll<PushResult>;
+    /// (`None`: the repository's `[repo] expire`). On `retransmission`, `stored_msgid` gets the
+    /// msgid the first copy was stored under.
+    fn push(
+        &mut self,
+        msgid: &[u8],
+        expire: Option<Duration>,
+        stored_msgid: &mut Vec<u8>,
+    ) -> Poll<PushResult>;
 
     /// Finds (and with `remove`, removes) an item and runs `req.route` on it.
     fn pull(&mut self, req: &PullRequest<'_>) -> Poll<PullResult>;

@@ -14,8 +14,8 @@
 //!   `return`), the caller goes on with its next action.
 
 use super::host::{
-    ActionResult, AsyncPullRequest, HeaderEdit, Host, LogLevel, MsrpAnswer, PullRequest, Reply,
-    Target,
+    ActionResult, AsyncPullRequest, HeaderEdit, Host, LogLevel, MsrpAnswer, PullRequest,
+    PushResult, Reply, Target,
 };
 use super::program::{Action, ForwardTo, Match, Program, RouteId, Step};
 use sipshard_parser::sip::StartLine;
@@ -295,7 +295,15 @@ fn exec<H: Host + ?Sized>(program: &Program, st: &mut State, step: &Step, host: 
         Action::Push { msgid, expire } => {
             let mut m = Vec::new();
             msgid.render(host, vars, &mut m);
-            ready(host.push(&m, *expire), |r| r.index())
+            let mut stored = Vec::new();
+            let r = host.push(&m, *expire, &mut stored);
+            // A retransmission was stored under the msgid of its first copy, not the one just
+            // made: where the msgid came from a variable, that variable now holds the stored one,
+            // so the `on_retransmission` route answers what the first answer said.
+            if let (Poll::Ready(PushResult::Retransmission), Some(v)) = (&r, msgid.as_var()) {
+                st.vars[v.0 as usize] = stored;
+            }
+            ready(r, |r| r.index())
         }
         Action::Pull {
             callid,

@@ -163,6 +163,14 @@ impl Template {
         Ok(Template { segs: segs.into() })
     }
 
+    /// The variable, when the template is exactly `$var(NAME)`.
+    pub fn as_var(&self) -> Option<VarId> {
+        match &*self.segs {
+            [Seg::Var(v)] => Some(*v),
+            _ => None,
+        }
+    }
+
     /// The text, when the template has no variables.
     pub fn as_literal(&self) -> Option<&[u8]> {
         match &*self.segs {

@@ -169,14 +169,19 @@ impl Host for Mock<'_, '_> {
         self.world.events.push(Ev::Forward(to, edits.to_vec()));
         Poll::Ready(self.world.forward_result)
     }
-    fn push(&mut self, msgid: &[u8], expire: Option<Duration>) -> Poll<PushResult> {
+    fn push(
+        &mut self,
+        msgid: &[u8],
+        expire: Option<Duration>,
+        stored_msgid: &mut Vec<u8>,
+    ) -> Poll<PushResult> {
         self.world.events.push(Ev::Push(s(msgid), expire));
         if self.world.pending {
             return Poll::Pending;
         }
         let callid = self.msg.call_id().unwrap_or_default().to_vec();
         let branch = self.msg.branch().map(<[u8]>::to_vec);
-        let retrans = self.world.items.iter().any(|((c, _), it)| {
+        let retrans = self.world.items.iter().find(|((c, _), it)| {
             let mut hs = [EMPTY_HEADER; 32];
             let m = parse(&it.bytes, &mut hs, Framing::Datagram)
                 .unwrap()
@@ -184,7 +189,8 @@ impl Host for Mock<'_, '_> {
                 .unwrap();
             *c == callid && m.branch().map(<[u8]>::to_vec) == branch
         });
-        if retrans {
+        if let Some(((_, first_msgid), _)) = retrans {
+            stored_msgid.extend_from_slice(first_msgid);
             return Poll::Ready(PushResult::Retransmission);
         }
         if self.world.full {
@@ -495,12 +501,23 @@ fn example_absorbs_retransmission_and_refuses_duplicate() {
     deliver(&p, &mut w, &m, ALICE, Transport::Udp);
     w.events.clear();
     let out = deliver(&p, &mut w, &m, ALICE, Transport::Udp);
-    // Not stored twice, but answered again (the first 202 may have been lost).
+    // Not stored twice, but answered again (the first 202 may have been lost), with the msgid
+    // the first copy is stored under (not the fresh $uid the route made for this copy).
     assert!(matches!(out, Outcome::Replied), "{out}");
     let replies = w.replies();
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].1, 202);
     assert_eq!(w.items.len(), 1);
+    let stored = String::from_utf8(w.items.keys().next().unwrap().1.clone()).unwrap();
+    let header = |name: &str| {
+        replies[0]
+            .3
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header("X-Repo-Msgid"), Some(stored));
+    assert_eq!(header("X-Repo-Retransmission").as_deref(), Some("1"));
 }
 
 #[test]
@@ -906,7 +923,7 @@ fn gateway_defaults_answer_error() {
         fn forward(&mut self, _: Target, _: &[HeaderEdit]) -> Poll<ForwardResult> {
             unreachable!()
         }
-        fn push(&mut self, _: &[u8], _: Option<Duration>) -> Poll<PushResult> {
+        fn push(&mut self, _: &[u8], _: Option<Duration>, _: &mut Vec<u8>) -> Poll<PushResult> {
             unreachable!()
         }
         fn pull(&mut self, _: &PullRequest<'_>) -> Poll<PullResult> {

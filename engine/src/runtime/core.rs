@@ -1252,7 +1252,12 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
         Poll::Ready(ForwardResult::Sent)
     }
 
-    fn push(&mut self, msgid: &[u8], expire: Option<Duration>) -> Poll<PushResult> {
+    fn push(
+        &mut self,
+        msgid: &[u8],
+        expire: Option<Duration>,
+        stored_msgid: &mut Vec<u8>,
+    ) -> Poll<PushResult> {
         let ctx = ReceiveContext {
             source: self.rx.source,
             local: pack_local(
@@ -1281,6 +1286,9 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
                     .stats
                     .retransmissions
                     .fetch_add(1, Ordering::Relaxed);
+                if let Some(id) = self.st.repo.retransmitted_msgid(&m) {
+                    stored_msgid.extend_from_slice(id);
+                }
                 PushResult::Retransmission
             }
             PushOutcome::Full(_) => {
