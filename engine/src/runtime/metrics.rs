@@ -9,21 +9,7 @@ pub const PROCESSING_BUCKETS_US: [u64; 12] =
     [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000];
 
 /// Parse error labels, as `sipshard_parser::sip::Error::label` gives them.
-pub const PARSE_ERROR_LABELS: [&str; 13] = [
-    "start_line",
-    "method",
-    "request_uri",
-    "version",
-    "status_code",
-    "header_name",
-    "line_ending",
-    "headers_incomplete",
-    "too_many_headers",
-    "header_value",
-    "body_truncated",
-    "missing_content_length",
-    "cseq_mismatch",
-];
+pub const PARSE_ERROR_LABELS: [&str; 13] = sipshard_parser::sip::Error::LABELS;
 
 macro_rules! counters {
     ($($name:ident: $help:literal),* $(,)?) => {

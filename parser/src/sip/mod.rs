@@ -199,6 +199,24 @@ impl Error {
         }
     }
 
+    /// Every value [`Error::label`] returns, each once, in a fixed order (metrics keep one
+    /// counter per label, indexed like this).
+    pub const LABELS: [&'static str; 13] = [
+        "start_line",
+        "method",
+        "request_uri",
+        "version",
+        "status_code",
+        "header_name",
+        "line_ending",
+        "headers_incomplete",
+        "too_many_headers",
+        "header_value",
+        "body_truncated",
+        "missing_content_length",
+        "cseq_mismatch",
+    ];
+
     /// A stable machine-readable label for metrics (`parse errors by reason`).
     pub fn label(&self) -> &'static str {
         match self.kind {

@@ -259,3 +259,41 @@ fn fuzz_regressions() {
         .unwrap();
     assert_eq!(msg.call_id(), find_call_id(m));
 }
+
+#[test]
+fn every_error_label_is_listed_once() {
+    let kinds = [
+        ErrorKind::StartLine,
+        ErrorKind::Method,
+        ErrorKind::RequestUri,
+        ErrorKind::VersionNotSupported,
+        ErrorKind::StatusCode,
+        ErrorKind::HeaderName,
+        ErrorKind::LineEnding,
+        ErrorKind::HeadersIncomplete,
+        ErrorKind::TooManyHeaders,
+        ErrorKind::InvalidHeader(HeaderKind::Via),
+        ErrorKind::BodyTruncated,
+        ErrorKind::MissingContentLength,
+        ErrorKind::CSeqMethodMismatch,
+        ErrorKind::UnknownMethodMismatch,
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for kind in kinds {
+        let label = Error {
+            kind,
+            is_response: false,
+        }
+        .label();
+        assert!(
+            Error::LABELS.contains(&label),
+            "{label} not in Error::LABELS"
+        );
+        seen.insert(label);
+    }
+    assert_eq!(
+        seen.len(),
+        Error::LABELS.len(),
+        "a listed label no error gives"
+    );
+}
