@@ -98,22 +98,7 @@ done
 [ -x "$LOAD" ] || { echo "compare.sh: $LOAD missing (cargo build --release -p sipshard-load)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "compare.sh: python3 is needed" >&2; exit 1; }
 
-mapfile -t CPUS < <(allowed_cpus)
-if [ "${#CPUS[@]}" -lt 2 ]; then PIN=0; fi
-if [ "$PIN" = 1 ]; then
-    command -v taskset >/dev/null || { echo "compare.sh: taskset not found (use --no-pin)" >&2; exit 1; }
-    SERVER_CORE=${SERVER_CORE:-${CPUS[${#CPUS[@]} - 1]}}
-    LOAD_CORE=${LOAD_CORE:-${CPUS[0]}}
-    [ "$SERVER_CORE" != "$LOAD_CORE" ] || { echo "compare.sh: server and load on the same core" >&2; exit 2; }
-    SPIN=(taskset -c "$SERVER_CORE")
-    LPIN=(taskset -c "$LOAD_CORE")
-    LCORES=(--cores "$LOAD_CORE")
-    SHCORES=(--cores "$SERVER_CORE")
-    PINNING="server pinned to CPU $SERVER_CORE, sipshard-load (1 thread) pinned to CPU $LOAD_CORE (taskset)"
-else
-    SPIN=() LPIN=() LCORES=() SHCORES=()
-    PINNING="nothing pinned (${#CPUS[@]} CPU(s) allowed or --no-pin)"
-fi
+pin_cores compare.sh server "sipshard-load (1 thread)"
 
 OUT=${OUT:-$ROOT/bench/e2e/runs/compare-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/runs" "$OUT/logs" "$OUT/svg"

@@ -38,6 +38,31 @@ allowed_cpus() {
     python3 -c 'import os; print("\n".join(map(str, sorted(os.sched_getaffinity(0)))))'
 }
 
+# pin_cores SCRIPT SERVER_DESC LOAD_DESC: with PIN=1 and two or more allowed CPUs, the server goes
+# on SERVER_CORE (default: the last allowed CPU) and the load on LOAD_CORE (default: the first).
+# Sets SPIN and LPIN (taskset prefixes), SHCORES and LCORES (--cores flags) and PINNING (a line
+# for the run's meta); with fewer CPUs or PIN=0 they are empty and PIN becomes 0.
+pin_cores() {
+    local script=$1 server=$2 load=$3
+    local -a cpus
+    mapfile -t cpus < <(allowed_cpus)
+    if [ "${#cpus[@]}" -lt 2 ]; then PIN=0; fi
+    if [ "$PIN" = 1 ]; then
+        command -v taskset >/dev/null || { echo "$script: taskset not found (use --no-pin)" >&2; exit 1; }
+        SERVER_CORE=${SERVER_CORE:-${cpus[${#cpus[@]} - 1]}}
+        LOAD_CORE=${LOAD_CORE:-${cpus[0]}}
+        [ "$SERVER_CORE" != "$LOAD_CORE" ] || { echo "$script: server and load on the same core" >&2; exit 2; }
+        SPIN=(taskset -c "$SERVER_CORE")
+        LPIN=(taskset -c "$LOAD_CORE")
+        LCORES=(--cores "$LOAD_CORE")
+        SHCORES=(--cores "$SERVER_CORE")
+        PINNING="$server pinned to CPU $SERVER_CORE, $load pinned to CPU $LOAD_CORE (taskset)"
+    else
+        SPIN=() LPIN=() LCORES=() SHCORES=()
+        PINNING="nothing pinned (${#cpus[@]} CPU(s) allowed or --no-pin)"
+    fi
+}
+
 # "TICKS NS" of a process and all its direct children (Kamailio's workers are children of its
 # main process): TICKS = utime + stime from /proc/PID/stat (clock ticks, every thread of the
 # process), NS = the scheduler's on-CPU time summed over /proc/PID/task/*/schedstat.

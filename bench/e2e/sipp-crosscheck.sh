@@ -107,21 +107,8 @@ done
 command -v "$SIPP" >/dev/null || { echo "sipp-crosscheck.sh: $SIPP not found (Debian: sip-tester)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "sipp-crosscheck.sh: python3 is needed" >&2; exit 1; }
 
-mapfile -t CPUS < <(allowed_cpus)
-if [ "${#CPUS[@]}" -lt 2 ]; then PIN=0; fi
-if [ "$PIN" = 1 ]; then
-    SERVER_CORE=${SERVER_CORE:-${CPUS[${#CPUS[@]} - 1]}}
-    TOOL_CORE=${TOOL_CORE:-${CPUS[0]}}
-    [ "$SERVER_CORE" != "$TOOL_CORE" ] || { echo "sipp-crosscheck.sh: server and tool on the same core" >&2; exit 2; }
-    SPIN=(taskset -c "$SERVER_CORE")
-    TPIN=(taskset -c "$TOOL_CORE")
-    LCORES=(--cores "$TOOL_CORE")
-    SHCORES=(--cores "$SERVER_CORE")
-    PINNING="the server ($SERVER) pinned to CPU $SERVER_CORE, the tool (SIPp or sipshard-load, 1 thread) pinned to CPU $TOOL_CORE (taskset)"
-else
-    SPIN=() TPIN=() LCORES=() SHCORES=()
-    PINNING="nothing pinned (${#CPUS[@]} CPU(s) allowed or --no-pin)"
-fi
+LOAD_CORE=$TOOL_CORE
+pin_cores sipp-crosscheck.sh "the server ($SERVER)" "the tool (SIPp or sipshard-load, 1 thread)"
 
 OUT=${OUT:-$ROOT/bench/e2e/runs/sipp-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/runs" "$OUT/logs"
@@ -167,7 +154,7 @@ sipp_run() {
     guard=$(awk -v c="$calls" -v r="$rate" 'BEGIN { printf "%d", c / r * 3 + 10 }')
     (
         cd "$dir"
-        run_timed "$dir/time.txt" "${TPIN[@]}" "$SIPP" -sf "$SCEN" -s sipshard "127.0.0.1:$SIP_PORT" \
+        run_timed "$dir/time.txt" "${LPIN[@]}" "$SIPP" -sf "$SCEN" -s sipshard "127.0.0.1:$SIP_PORT" \
             -i 127.0.0.1 -t "$SIPP_T" -r "$rate" -m "$calls" -recv_timeout 1000 -buff_size 4194304 \
             -timeout "${guard}s" -trace_stat -stf "$dir/stat.csv" -fd 1 -nostdin "$@" \
             >"$dir/sipp.out" 2>"$dir/sipp.err" </dev/null || true
@@ -179,7 +166,7 @@ sipp_run() {
 load_run() {
     local dir=$1 rate=$2 dur=$3
     shift 3
-    run_timed "$dir.time.txt" "${TPIN[@]}" "$LOAD" "127.0.0.1:$SIP_PORT" --scenario message \
+    run_timed "$dir.time.txt" "${LPIN[@]}" "$LOAD" "127.0.0.1:$SIP_PORT" --scenario message \
         --rate "$rate" --duration "$dur" --transport "$TRANSPORT" --threads 1 "${LCORES[@]}" --out "$dir" -q "$@" \
         >"$dir.out" 2>&1 || { echo "sipp-crosscheck.sh: sipshard-load failed ($dir.out)" >&2; tail -5 "$dir.out" >&2; exit 1; }
 }

@@ -294,7 +294,8 @@ impl Conn {
         self.wbuf.len() <= MAX_PENDING_WRITE
     }
 
-    /// Reads what is waiting (bounded); false when the peer closed or the connection failed.
+    /// Reads what is waiting (bounded): (whether anything was read, whether the connection is
+    /// still open: false once the peer closed it or it failed).
     fn read(&mut self) -> (bool, bool) {
         let mut got = false;
         for _ in 0..8 {
