@@ -2,11 +2,10 @@
 //! inspects messages.
 
 use clap::{Args, Parser, Subcommand};
-use sipshard::config::{self, Overrides};
 use sipshard::inspect::{self, Options};
-use sipshard::runtime::core::SharedState;
-use sipshard::runtime::net::Transport;
 use sipshard::runtime::{self, RuntimeSpec, ShardTuning};
+use sipshard_core::config::{self, Overrides};
+use sipshard_core::shard::SharedState;
 use sipshard_parser::sip::FrameOptions;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -114,13 +113,6 @@ fn run_ctl(control: SocketAddr, method: &str, params: &[String]) -> ExitCode {
     }
 }
 
-fn net_transport(t: sipshard::route::Transport) -> Transport {
-    match t {
-        sipshard::route::Transport::Udp => Transport::Udp,
-        sipshard::route::Transport::Tcp => Transport::Tcp,
-    }
-}
-
 fn run_serve(args: ServeArgs) -> ExitCode {
     let loaded = match config::load(&args.config, &args.overrides) {
         Ok(l) => l,
@@ -148,7 +140,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             .server
             .listen
             .iter()
-            .map(|l| (net_transport(l.transport), l.addr))
+            .map(|l| (l.transport, l.addr))
             .collect(),
         shards: (0..c.server.shards.max(1))
             .map(|i| {
@@ -166,7 +158,6 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             })
             .collect(),
         control: c.control.enabled.then_some(c.control.listen),
-        tick: c.repo.tick(),
         tcp: FrameOptions {
             max_head: c.server.tcp_max_head.bytes() as usize,
             max_body: c.server.tcp_max_body.bytes() as usize,

@@ -11,38 +11,7 @@ use std::rc::Rc;
 /// Largest request accepted (headers + body).
 const MAX_REQUEST: usize = 1 << 20;
 
-/// A JSON-RPC error object.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RpcError {
-    /// JSON-RPC error code (-32601 method not found, -32602 invalid params, -32000 server).
-    pub code: i64,
-    /// Human-readable message.
-    pub message: String,
-}
-
-impl RpcError {
-    /// -32602: the params are wrong.
-    pub fn invalid_params(msg: impl Into<String>) -> Self {
-        RpcError {
-            code: -32602,
-            message: msg.into(),
-        }
-    }
-    /// -32601: no such method.
-    pub fn method_not_found(method: &str) -> Self {
-        RpcError {
-            code: -32601,
-            message: format!("method not found: {method}"),
-        }
-    }
-    /// -32000: the server could not do it.
-    pub fn server(msg: impl Into<String>) -> Self {
-        RpcError {
-            code: -32000,
-            message: msg.into(),
-        }
-    }
-}
+pub use sipshard_core::shard::RpcError;
 
 /// A boxed local future, as the handler returns.
 pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;

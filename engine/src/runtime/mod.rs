@@ -1,13 +1,296 @@
 //! The glommio driver: one executor per shard, the sockets each shard owns, the channel mesh
-//! between shards, the repeating tick, the control endpoint, signals and shutdown.
+//! between shards, a timer per shard sleeping until its core's next deadline, the control
+//! endpoint, signals and shutdown.
 //!
-//! Everything protocol-related happens in [`core::ShardCore`], which has no glommio in it; this
-//! module only moves bytes between sockets, the mesh and the core (as quinn's driver does for
-//! quinn-proto).
+//! Everything protocol-related happens in `sipshard_core::shard::ShardCore`, which has no
+//! glommio in it; this module only moves bytes between sockets, the mesh and the core (as
+//! quinn's driver does for quinn-proto).
+//!
+//! - [`shard`]: what a shard's tasks share, carrying out the core's outputs, UDP and timer tasks.
+//! - [`tcp`]: SIP over TCP connections.
+//! - [`mesh`]: the channels between shards, which never block a handler.
+//! - [`control`]: the control endpoint's handler (on shard 0).
+//! - [`net`]: binding sockets.
 
-pub mod core;
-pub mod metrics;
+mod control;
+mod mesh;
 pub mod net;
 mod shard;
+mod tcp;
 
-pub use shard::{run, RunReport, RuntimeSpec, ShardTuning};
+pub use sipshard_core::metrics;
+pub use sipshard_core::transport::Transport;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::channels::local_channel;
+use glommio::net::UdpSocket;
+use glommio::{LocalExecutorBuilder, Placement};
+use mesh::Mesh;
+use net::SocketOptions;
+use shard::{timer_loop, udp_loop, Shard};
+use sipshard_core::metrics::ShardStats;
+use sipshard_core::shard::{ShardCore, SharedState};
+use sipshard_parser::sip::FrameOptions;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::unix::io::IntoRawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tcp::{tcp_accept_loop, tcp_listener_from_fd};
+
+/// Capacity of each shard-to-shard channel (messages); more waits in the sender's outbox.
+const MESH_CHANNEL_CAPACITY: usize = 1024;
+
+/// Tuning of one shard's executor and sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardTuning {
+    /// The CPU to pin to, or `None` for unpinned.
+    pub cpu: Option<usize>,
+    /// Datagrams handled per receive burst before yielding (also the mesh batch size).
+    pub udp_batch: usize,
+    /// SO_RCVBUF / SO_SNDBUF.
+    pub sockets: (usize, usize),
+    /// Busy-poll this long before parking the thread.
+    pub spin_before_park: Duration,
+    /// io_uring registered buffer memory.
+    pub io_memory: usize,
+}
+
+/// Everything the driver needs to start.
+#[derive(Debug, Clone)]
+pub struct RuntimeSpec {
+    /// Listen addresses (port 0 is resolved once and shared by all shards).
+    pub listen: Vec<(Transport, SocketAddr)>,
+    /// One entry per shard.
+    pub shards: Vec<ShardTuning>,
+    /// The control endpoint, if enabled.
+    pub control: Option<SocketAddr>,
+    /// SIP over TCP limits.
+    pub tcp: FrameOptions,
+    /// Close a TCP connection idle this long.
+    pub tcp_idle: Duration,
+    /// Per shard: async-pull task-queue groups and their shares, in group-id order.
+    pub groups: Vec<Vec<(String, usize)>>,
+    /// Largest UDP datagram accepted (the receive buffer size).
+    pub max_udp_payload: usize,
+}
+
+/// What the shards said when they stopped.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    /// Items still stored per shard at shutdown.
+    pub items_left: Vec<u64>,
+}
+
+/// Starts every shard, runs until `stop` is set, and reports what was left.
+pub fn run(
+    spec: RuntimeSpec,
+    shared: Arc<SharedState>,
+    stop: Arc<AtomicBool>,
+    on_ready: impl FnOnce(&[(Transport, SocketAddr)], Option<SocketAddr>) + Send + 'static,
+) -> std::io::Result<RunReport> {
+    let nshards = spec.shards.len().max(1);
+    let t0 = &spec.shards[0];
+    let opts = SocketOptions {
+        recv_buffer: t0.sockets.0,
+        send_buffer: t0.sockets.1,
+    };
+    // Resolve port 0 once; keep those sockets as shard 0's.
+    let (listen, first) = net::resolve_ports(&spec.listen, &opts)?;
+    let control_listener = match spec.control {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)?;
+            Some(l)
+        }
+        None => None,
+    };
+    let control_addr = control_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
+    let mut spec = spec;
+    spec.listen = listen.clone();
+    let stats: Vec<Arc<ShardStats>> = (0..nshards)
+        .map(|_| Arc::new(ShardStats::default()))
+        .collect();
+    let mesh = MeshBuilder::full(nshards, MESH_CHANNEL_CAPACITY);
+    let epoch = Instant::now();
+    let mut first = Some(first);
+    let mut control_listener = control_listener;
+    let mut handles = Vec::new();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+    for id in 0..nshards {
+        let tuning = spec.shards[id];
+        let placement = match tuning.cpu {
+            Some(c) => Placement::Fixed(c),
+            None => Placement::Unbound,
+        };
+        let mut builder = LocalExecutorBuilder::new(placement).name(&format!("shard-{id}"));
+        if !tuning.spin_before_park.is_zero() {
+            builder = builder.spin_before_park(tuning.spin_before_park);
+        }
+        if tuning.io_memory > 0 {
+            builder = builder.io_memory(tuning.io_memory);
+        }
+        let sockets: Vec<socket2::Socket> = match first.take() {
+            Some(s) => s,
+            None => {
+                let o = SocketOptions {
+                    recv_buffer: tuning.sockets.0,
+                    send_buffer: tuning.sockets.1,
+                };
+                let mut v = Vec::new();
+                for &(t, a) in &listen {
+                    v.push(match t {
+                        Transport::Udp => net::bind_udp(a, &o)?,
+                        Transport::Tcp => net::bind_tcp(a, &o)?,
+                    });
+                }
+                v
+            }
+        };
+        let control_l = if id == 0 {
+            control_listener.take()
+        } else {
+            None
+        };
+        let mesh = mesh.clone();
+        let spec = spec.clone();
+        let shared = shared.clone();
+        let stop = stop.clone();
+        let all_stats = stats.clone();
+        let ready_tx = ready_tx.clone();
+        let listen = listen.clone();
+        let h = builder
+            .spawn(move || async move {
+                let (senders, mut receivers) = match mesh.join().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let _ = ready_tx
+                            .send(Err(std::io::Error::other(format!("mesh join failed: {e}"))));
+                        return 0u64;
+                    }
+                };
+                let groups: Vec<glommio::TaskQueueHandle> = spec
+                    .groups
+                    .get(id)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(name, shares)| {
+                        glommio::executor().create_task_queue(
+                            glommio::Shares::Static(*shares),
+                            glommio::Latency::NotImportant,
+                            name,
+                        )
+                    })
+                    .collect();
+                let mut udp = Vec::new();
+                let mut tcp = Vec::new();
+                for (i, (s, &(t, a))) in sockets.into_iter().zip(listen.iter()).enumerate() {
+                    match t {
+                        Transport::Udp => udp.push(Some(Rc::new(UdpSocket::from(s)))),
+                        Transport::Tcp => {
+                            udp.push(None);
+                            // SAFETY-free: ownership of the descriptor moves to glommio.
+                            let fd = s.into_raw_fd();
+                            tcp.push((i as u16, fd, a));
+                        }
+                    }
+                }
+                let now_ms = epoch.elapsed().as_millis() as u64;
+                let mesh = Mesh::new(id, nshards, senders, all_stats[id].clone());
+                let (timer_bell, bell) = local_channel::new_bounded(1);
+                let core = ShardCore::new(
+                    id,
+                    nshards,
+                    shared,
+                    all_stats[id].clone(),
+                    listen.clone(),
+                    now_ms,
+                );
+                let shard = Rc::new(Shard {
+                    id,
+                    core: RefCell::new(core),
+                    stats: all_stats[id].clone(),
+                    udp,
+                    mesh,
+                    conns: RefCell::new(HashMap::new()),
+                    pending_control: RefCell::new(HashMap::new()),
+                    next_control: Cell::new(0),
+                    stop: stop.clone(),
+                    epoch,
+                    spec: spec.clone(),
+                    groups,
+                    armed: Cell::new(u64::MAX),
+                    timer_bell,
+                });
+                for (i, sock) in shard.udp.iter().enumerate() {
+                    if let Some(sock) = sock {
+                        let local = listen[i].1;
+                        glommio::spawn_local(udp_loop(
+                            shard.clone(),
+                            i as u16,
+                            sock.clone(),
+                            local,
+                        ))
+                        .detach();
+                    }
+                }
+                for (i, fd, a) in tcp {
+                    let l = tcp_listener_from_fd(fd);
+                    glommio::spawn_local(tcp_accept_loop(shard.clone(), i, l, a)).detach();
+                }
+                for (_, rx) in receivers.streams() {
+                    let s = shard.clone();
+                    // Handled inline, one message at a time per peer: handling never waits on
+                    // a send to another shard (see `mesh`), so this keeps draining.
+                    glommio::spawn_local(async move {
+                        while let Some(msg) = rx.recv().await {
+                            s.on_mesh(msg).await;
+                        }
+                    })
+                    .detach();
+                }
+                glommio::spawn_local(timer_loop(shard.clone(), bell)).detach();
+                if let Some(l) = control_l {
+                    let fd = l.into_raw_fd();
+                    let l = tcp_listener_from_fd(fd);
+                    let handler = Rc::new(control::ControlHandler {
+                        shard: shard.clone(),
+                        all_stats: all_stats.clone(),
+                    });
+                    glommio::spawn_local(crate::control::serve(l, handler)).detach();
+                }
+                let _ = ready_tx.send(Ok(()));
+                // Run until asked to stop, then give in-flight work a moment to finish.
+                while !stop.load(Ordering::Relaxed) {
+                    glommio::timer::sleep(Duration::from_millis(20)).await;
+                }
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                let items = shard.core.borrow().items();
+                items
+            })
+            .map_err(|e| std::io::Error::other(format!("cannot start shard {id}: {e}")))?;
+        handles.push(h);
+    }
+    drop(ready_tx);
+    for _ in 0..nshards {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(std::io::Error::other("a shard failed to start")),
+        }
+    }
+    on_ready(&listen, control_addr);
+    let mut report = RunReport::default();
+    for h in handles {
+        report
+            .items_left
+            .push(h.join().map_err(|e| std::io::Error::other(e.to_string()))?);
+    }
+    Ok(report)
+}

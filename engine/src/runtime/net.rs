@@ -2,27 +2,9 @@
 //! the kernel spreads datagrams and connections over the shards; socket options are set through
 //! socket2 before glommio takes the descriptor.
 
+pub use sipshard_core::transport::Transport;
 use std::io;
 use std::net::SocketAddr;
-
-/// A transport sipshard listens on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// SIP over UDP.
-    Udp,
-    /// SIP over TCP.
-    Tcp,
-}
-
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        })
-    }
-}
 
 /// Socket options applied to every listening socket.
 #[derive(Debug, Clone, Copy, Default)]
@@ -75,43 +57,72 @@ pub fn bind_tcp(addr: SocketAddr, opts: &SocketOptions) -> io::Result<socket2::S
 /// Listen addresses with their transports.
 pub type ListenList = Vec<(Transport, SocketAddr)>;
 
+/// How many times [`resolve_ports`] draws a new port number when the one it drew for a
+/// transport is taken on another.
+const RESOLVE_ATTEMPTS: usize = 32;
+
 /// Resolves port 0 in listen addresses: binds one socket per address so every shard can then
-/// bind the same, now known, port. Returns the resolved addresses and the sockets (kept open
-/// until all shards have bound theirs, so the port cannot be taken in between).
+/// bind the same, now known, port. UDP and TCP asked on the same IP with port 0 share the port
+/// number: the first binds port 0 and the others reuse the number it got; when that number is
+/// already taken for another transport, everything is released and a new number drawn.
+/// Returns the resolved addresses and the sockets (kept open until all shards have bound
+/// theirs, so the port cannot be taken in between).
 pub fn resolve_ports(
     listen: &[(Transport, SocketAddr)],
     opts: &SocketOptions,
 ) -> io::Result<(ListenList, Vec<socket2::Socket>)> {
-    let mut out = Vec::with_capacity(listen.len());
-    let mut keep = Vec::new();
-    // UDP and TCP on the same address and port 0 should share the port number: bind the first
-    // with port 0, then reuse the number for the others of the same IP.
-    let mut chosen: Vec<(std::net::IpAddr, u16, u16)> = Vec::new(); // (ip, asked, got)
-    for &(t, addr) in listen {
-        let mut a = addr;
-        if a.port() == 0 {
-            if let Some(&(_, _, got)) = chosen
-                .iter()
-                .find(|(ip, asked, _)| *ip == a.ip() && *asked == 0)
-            {
-                a.set_port(got);
+    resolve_ports_with(listen, opts, |t, a, o| match t {
+        Transport::Udp => bind_udp(a, o),
+        Transport::Tcp => bind_tcp(a, o),
+    })
+}
+
+fn resolve_ports_with(
+    listen: &[(Transport, SocketAddr)],
+    opts: &SocketOptions,
+    mut bind: impl FnMut(Transport, SocketAddr, &SocketOptions) -> io::Result<socket2::Socket>,
+) -> io::Result<(ListenList, Vec<socket2::Socket>)> {
+    let mut attempt = 0;
+    'draw: loop {
+        attempt += 1;
+        let mut out = Vec::with_capacity(listen.len());
+        let mut keep = Vec::new();
+        // (ip, port drawn for it)
+        let mut chosen: Vec<(std::net::IpAddr, u16)> = Vec::new();
+        for &(t, addr) in listen {
+            let mut a = addr;
+            let shared = addr.port() == 0 && {
+                match chosen.iter().find(|(ip, _)| *ip == a.ip()) {
+                    Some(&(_, got)) => {
+                        a.set_port(got);
+                        true
+                    }
+                    None => false,
+                }
+            };
+            let s = match bind(t, a, opts) {
+                Ok(s) => s,
+                Err(e)
+                    if shared
+                        && e.kind() == io::ErrorKind::AddrInUse
+                        && attempt < RESOLVE_ATTEMPTS =>
+                {
+                    continue 'draw;
+                }
+                Err(e) => return Err(e),
+            };
+            let local = s
+                .local_addr()?
+                .as_socket()
+                .ok_or_else(|| io::Error::other("not an inet socket"))?;
+            if addr.port() == 0 && !shared {
+                chosen.push((addr.ip(), local.port()));
             }
+            out.push((t, local));
+            keep.push(s);
         }
-        let s = match t {
-            Transport::Udp => bind_udp(a, opts)?,
-            Transport::Tcp => bind_tcp(a, opts)?,
-        };
-        let local = s
-            .local_addr()?
-            .as_socket()
-            .ok_or_else(|| io::Error::other("not an inet socket"))?;
-        if addr.port() == 0 {
-            chosen.push((addr.ip(), 0, local.port()));
-        }
-        out.push((t, local));
-        keep.push(s);
+        return Ok((out, keep));
     }
-    Ok((out, keep))
 }
 
 #[cfg(test)]
@@ -131,5 +142,40 @@ mod tests {
         // Another shard can bind the same UDP port thanks to SO_REUSEPORT.
         bind_udp(addrs[0].1, &SocketOptions::default()).unwrap();
         bind_tcp(addrs[1].1, &SocketOptions::default()).unwrap();
+    }
+
+    #[test]
+    fn port_zero_draws_again_when_the_shared_number_is_taken() {
+        let ip: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut tcp_binds = 0;
+        // The first TCP bind on the drawn number fails as if another program held the port.
+        let (addrs, _keep) = resolve_ports_with(
+            &[(Transport::Udp, ip), (Transport::Tcp, ip)],
+            &SocketOptions::default(),
+            |t, a, o| match t {
+                Transport::Udp => bind_udp(a, o),
+                Transport::Tcp => {
+                    tcp_binds += 1;
+                    if tcp_binds == 1 {
+                        Err(io::Error::from(io::ErrorKind::AddrInUse))
+                    } else {
+                        bind_tcp(a, o)
+                    }
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(tcp_binds, 2);
+        assert_ne!(addrs[0].1.port(), 0);
+        assert_eq!(addrs[0].1.port(), addrs[1].1.port());
+    }
+
+    #[test]
+    fn a_taken_fixed_port_is_an_error() {
+        // A fixed port is the operator's choice: never silently replaced by another.
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = plain.local_addr().unwrap();
+        let err = resolve_ports(&[(Transport::Tcp, taken)], &SocketOptions::default());
+        assert_eq!(err.err().map(|e| e.kind()), Some(io::ErrorKind::AddrInUse));
     }
 }

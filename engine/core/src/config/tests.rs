@@ -6,7 +6,7 @@ use clap::Parser;
 use std::path::Path;
 
 const ROUTES: &str = "\n[route.request]\nrules = [ { actions = [ { drop = true } ] } ]\n";
-const EXAMPLE: &str = include_str!("../../../docs/examples/siprepo.toml");
+const EXAMPLE: &str = include_str!("../../../../docs/examples/siprepo.toml");
 
 #[derive(Parser)]
 struct Cli {
@@ -546,7 +546,7 @@ fn error_location_is_exposed() {
 #[test]
 fn example_file_loads() {
     let l = load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/siprepo.toml"),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/siprepo.toml"),
         &flags(&["--port", "5999", "--repo-expire", "30"]),
     )
     .unwrap();
@@ -574,4 +574,32 @@ fn print_config_round_trips() {
         // Printing is stable.
         assert_eq!(text, b.config.to_toml_string());
     }
+}
+
+#[test]
+fn listen_addresses_are_bounded() {
+    let many: Vec<String> = (0..65)
+        .map(|p| format!("\"udp:127.0.0.1:{}\"", 5000 + p))
+        .collect();
+    let text = format!("[server]\nlisten = [{}]\n", many.join(", "));
+    let e = load_with(&text, &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("2:10: `listen` names 65 addresses; at most 64"),
+        "{e}"
+    );
+    let ok: Vec<String> = (0..64)
+        .map(|p| format!("\"udp:127.0.0.1:{}\"", 5000 + p))
+        .collect();
+    let text = format!("[server]\nlisten = [{}]\n{ROUTES}", ok.join(", "));
+    assert_eq!(
+        load_with(&text, &Overrides::default())
+            .unwrap()
+            .config
+            .server
+            .listen
+            .len(),
+        64
+    );
 }

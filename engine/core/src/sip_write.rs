@@ -1,10 +1,13 @@
-//! Building SIP responses to a received request (RFC 3261 §8.2.6 and §16.7 for the copied
-//! headers, §18.2.1 and RFC 3581 for `received` / `rport`), and where a UDP response goes
+//! Writing SIP: responses to a received request (RFC 3261 §8.2.6 and §16.7 for the copied
+//! headers, §18.2.1 and RFC 3581 for `received` / `rport`), error responses to requests the
+//! parser refused, a request rewritten for forwarding (§16.6: a Via of ours on top,
+//! Max-Forwards decremented), reason phrases (§21), To tags, and where a UDP response goes
 //! (§18.2.2).
 //!
-//! Used by the route action `reply` for the current message and for messages pulled from the
-//! repository, whose receive context is the original sender's.
+//! Everything here takes and writes bytes: header values and reason phrases are copied as
+//! received or configured, never through a lossy `String`.
 
+use crate::route::HeaderEdit;
 use sipshard_parser::sip::{HeaderKind, Message, Via};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -19,12 +22,12 @@ pub fn write_response(
     req: &Message<'_, '_>,
     source: SocketAddr,
     code: u16,
-    reason: &str,
-    to_tag: &str,
-    headers: &[(&str, &str)],
+    reason: &[u8],
+    to_tag: &[u8],
+    headers: &[(&str, &[u8])],
     out: &mut Vec<u8>,
 ) {
-    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+    write_status_line(code, reason, out);
     let mut first_via = true;
     for h in req.headers() {
         match h.kind {
@@ -50,7 +53,7 @@ pub fn write_response(
                 out.extend_from_slice(h.value);
                 if code != 100 && req.to_tag().is_none() && !to_tag.is_empty() {
                     out.extend_from_slice(b";tag=");
-                    out.extend_from_slice(to_tag.as_bytes());
+                    out.extend_from_slice(to_tag);
                 }
                 out.extend_from_slice(b"\r\n");
             }
@@ -58,23 +61,33 @@ pub fn write_response(
         }
     }
     for (name, value) in headers {
-        let _ = write!(out, "{name}: {value}\r\n");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"Server: sipshard\r\nContent-Length: 0\r\n\r\n");
 }
 
-/// Writes an error response to a request the parser refused, copying the Via, From, To,
-/// Call-ID and CSeq lines as sent (found by a plain line scan, long or compact names), and a
-/// `Warning: 399` header saying what was wrong (RFC 3261 §20.43).
+/// Writes `SIP/2.0 <code> <reason>` and its line end.
+fn write_status_line(code: u16, reason: &[u8], out: &mut Vec<u8>) {
+    let _ = write!(out, "SIP/2.0 {code} ");
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes an error response to a request the parser (or a check above it) refused, with the
+/// reason phrase of `code`, copying the Via, From, To, Call-ID and CSeq lines as sent (found
+/// by a plain line scan, long or compact names), and a `Warning: 399` header saying what was
+/// wrong (RFC 3261 §20.43).
 pub fn write_error_response(
     raw: &[u8],
     code: u16,
-    reason: &str,
     warning: &str,
-    to_tag: &str,
+    to_tag: &[u8],
     out: &mut Vec<u8>,
 ) {
-    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+    write_status_line(code, reason_phrase(code).as_bytes(), out);
     let head_end = memchr::memmem::find(raw, b"\r\n\r\n").map_or(raw.len(), |i| i + 2);
     let head = &raw[..head_end];
     let mut lines = head.split(|&c| c == b'\n').skip(1).peekable();
@@ -114,7 +127,8 @@ pub fn write_error_response(
         out.extend_from_slice(b": ");
         out.extend_from_slice(&value);
         if kind == HeaderKind::To && code != 100 && !contains_tag(&value) && !to_tag.is_empty() {
-            let _ = write!(out, ";tag={to_tag}");
+            out.extend_from_slice(b";tag=");
+            out.extend_from_slice(to_tag);
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -201,6 +215,77 @@ fn top_value_end(value: &[u8]) -> Option<usize> {
     None
 }
 
+/// Writes `req` rewritten for forwarding statelessly (RFC 3261 §16.6): the start line as
+/// received, a Via of ours on top (`SIP/2.0/UDP <via_host>;branch=z9hG4bK<branch>`), the
+/// received headers with Max-Forwards decremented and those named by `edits` left out, then
+/// each edit that sets a value, then the body as received.
+pub fn write_forward(
+    req: &Message<'_, '_>,
+    via_host: SocketAddr,
+    branch: &[u8],
+    edits: &[HeaderEdit],
+    out: &mut Vec<u8>,
+) {
+    let bytes = req.as_bytes();
+    let start_line = memchr::memchr(b'\n', bytes).map_or(0, |i| i + 1);
+    out.extend_from_slice(&bytes[..start_line]);
+    let _ = write!(out, "Via: SIP/2.0/UDP {via_host};branch=z9hG4bK");
+    out.extend_from_slice(branch);
+    out.extend_from_slice(b"\r\n");
+    for h in req.headers() {
+        if edits.iter().any(|e| e.name.matches(h)) {
+            continue;
+        }
+        out.extend_from_slice(h.name);
+        out.extend_from_slice(b": ");
+        if h.kind == HeaderKind::MaxForwards {
+            let mf = req.max_forwards().unwrap_or(70).saturating_sub(1);
+            let _ = write!(out, "{mf}");
+        } else {
+            out.extend_from_slice(h.value);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    for e in edits {
+        if let Some(v) = &e.value {
+            out.extend_from_slice(e.name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&bytes[req.head_len()..]);
+}
+
+/// The To tags a shard gives its responses: `ss<boot>.<shard>.<counter>` in hex, unique across
+/// the shards of a process and (by the boot prefix) across restarts.
+#[derive(Debug, Clone)]
+pub struct ToTags {
+    boot: u32,
+    shard: u16,
+    next: u64,
+}
+
+impl ToTags {
+    /// The tags of shard `shard`, with the process's boot prefix.
+    pub fn new(boot: u64, shard: u16) -> ToTags {
+        ToTags {
+            boot: boot as u32,
+            shard,
+            next: 0,
+        }
+    }
+
+    /// Writes the next tag into `out` (cleared first) and returns it.
+    pub fn next<'a>(&mut self, out: &'a mut Vec<u8>) -> &'a [u8] {
+        self.next += 1;
+        out.clear();
+        let _ = write!(out, "ss{:x}.{}.{:x}", self.boot, self.shard, self.next);
+        out
+    }
+}
+
 /// Where a response to a request received over UDP goes (RFC 3261 §18.2.2, RFC 3581): to the
 /// source address and port when the top Via asked for `rport`, else to the source address and
 /// the Via's sent-by port (default 5060).
@@ -218,6 +303,75 @@ pub fn is_unicast(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => !a.is_broadcast() && !a.is_multicast() && !a.is_unspecified(),
         IpAddr::V6(a) => !a.is_multicast() && !a.is_unspecified(),
+    }
+}
+
+/// The RFC 3261 §21 reason phrase for `code` (and a few later RFCs'), or a class default.
+pub fn reason_phrase(code: u16) -> &'static str {
+    let known = match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        485 => "Ambiguous",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        493 => "Undecipherable",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => "",
+    };
+    if !known.is_empty() {
+        return known;
+    }
+    match code / 100 {
+        1 => "Progress",
+        2 => "Success",
+        3 => "Redirection",
+        4 => "Client Error",
+        5 => "Server Error",
+        _ => "Global Failure",
     }
 }
 
@@ -245,9 +399,9 @@ Content-Length: 0\r\n\r\n";
             &req,
             src,
             202,
-            "Stored",
-            "t9",
-            &[("X-Repo-Msgid", "m1")],
+            b"Stored",
+            b"t9",
+            &[("X-Repo-Msgid", b"m1")],
             &mut out,
         );
         let mut h2 = [EMPTY_HEADER; 16];
@@ -272,14 +426,7 @@ Content-Length: 0\r\n\r\n";
     fn error_response_copies_lines() {
         let raw = b"INVITE sip:a@b SIP/7.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\nf: <sip:x@y>;tag=1\r\nt: <sip:a@b>\r\ni: c1\r\nCSeq: 1 INVITE\r\nX: y\r\n\r\n";
         let mut out = Vec::new();
-        write_error_response(
-            raw,
-            505,
-            "Version Not Supported",
-            "SIP version \"7\"",
-            "tt",
-            &mut out,
-        );
+        write_error_response(raw, 505, "SIP version \"7\"", b"tt", &mut out);
         let mut h = [EMPTY_HEADER; 16];
         let resp = parse(&out, &mut h, Framing::Datagram)
             .unwrap()
@@ -287,6 +434,13 @@ Content-Length: 0\r\n\r\n";
             .unwrap();
         resp.validate().unwrap();
         assert_eq!(resp.status_code(), Some(505));
+        assert!(matches!(
+            resp.start_line(),
+            sipshard_parser::sip::StartLine::Response {
+                reason: b"Version Not Supported",
+                ..
+            }
+        ));
         assert_eq!(resp.call_id(), Some(&b"c1"[..]));
         assert_eq!(resp.to_tag(), Some(&b"tt"[..]));
         assert_eq!(resp.branch(), Some(&b"z9hG4bK1"[..]));

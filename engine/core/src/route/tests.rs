@@ -9,7 +9,7 @@ use std::path::Path;
 use std::task::Poll;
 use std::time::Duration;
 
-const EXAMPLE: &str = include_str!("../../../docs/examples/siprepo.toml");
+const EXAMPLE: &str = include_str!("../../../../docs/examples/siprepo.toml");
 
 fn program(src: &str) -> Program {
     match load_str(Path::new("test.toml"), src, &Overrides::default()) {
@@ -1075,10 +1075,10 @@ fn pending_pull_suspends_and_resumes_into_branch() {
         "X-Pull-CallID: elsewhere\r\nX-Pull-Msgid: m\r\n",
     );
     let out = deliver(&p, &mut w, &trigger, TRIGGER, Transport::Udp);
+    assert_eq!(out.to_string(), "suspended in `pull`");
     let Outcome::Suspended(s) = out else {
         panic!("{out}")
     };
-    assert_eq!(s.waiting_for(), "pull");
     assert!(w.replies().is_empty());
 
     // The answer comes back from the owner shard: not found.
@@ -1105,10 +1105,9 @@ fn resume_with_the_wrong_result_fails() {
     let mut w = World::new();
     w.pending = true;
     let m = sip("MESSAGE", "t", "");
-    let Outcome::Suspended(s) = deliver(&p, &mut w, &m, ALICE, Transport::Udp) else {
-        panic!()
-    };
-    assert_eq!(s.waiting_for(), "push");
+    let out = deliver(&p, &mut w, &m, ALICE, Transport::Udp);
+    assert_eq!(out.to_string(), "suspended in `push`");
+    let Outcome::Suspended(s) = out else { panic!() };
     let mut hs = [EMPTY_HEADER; 32];
     let msg = parse(&m, &mut hs, Framing::Datagram)
         .unwrap()

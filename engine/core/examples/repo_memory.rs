@@ -6,13 +6,13 @@
 //! bytes, and the overhead per item: (heap − message bytes − msgid bytes) / items. The budget is
 //! 96 bytes; the example exits with status 1 when a run is over it.
 //!
-//! Run: `cargo run --release -p sipshard --example repo_memory [ITEMS]`. It runs once with IPv4
+//! Run: `cargo run --release -p sipshard-core --example repo_memory [ITEMS]`. It runs once with IPv4
 //! sources and once with IPv6 sources (an IPv6 address takes 12 more bytes to store).
 //!
 //! The counts are the bytes requested from the allocator; the allocator's own per-allocation
 //! rounding and bookkeeping (glibc: about 8 to 16 bytes per allocation) come on top in RSS.
 
-use sipshard::proto::repo::{
+use sipshard_core::repo::{
     LocalSocket, MessageRef, PushOutcome, ReceiveContext, RepoConfig, Repository, Transport,
 };
 use sipshard_parser::sip::{parse, Framing, EMPTY_HEADER};
@@ -178,7 +178,10 @@ fn run(items: usize, ipv6: bool) -> Run {
         };
         let context = ReceiveContext {
             source: SocketAddr::new(source, 5060),
-            local: LocalSocket(0),
+            local: LocalSocket {
+                shard: 0,
+                listen: 0,
+            },
             transport: Transport::Udp,
             received_ms: n as u64 / 10,
         };

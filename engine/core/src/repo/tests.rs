@@ -10,7 +10,10 @@ use std::net::IpAddr;
 fn ctx(port: u16, received_ms: u64) -> ReceiveContext {
     ReceiveContext {
         source: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), port),
-        local: LocalSocket(3),
+        local: LocalSocket {
+            shard: 0,
+            listen: 3,
+        },
         transport: Transport::Udp,
         received_ms,
     }
@@ -313,7 +316,10 @@ fn contexts_round_trip() {
             7,
             42,
         )),
-        local: LocalSocket(65535),
+        local: LocalSocket {
+            shard: 1023,
+            listen: 65535,
+        },
         transport: Transport::Tcp,
         // Received after the deadline (a clock the caller keeps elsewhere): still exact.
         received_ms: u64::MAX - 3,
@@ -655,7 +661,10 @@ fn run_model(cfg: RepoConfig, start: u64, ops: Vec<Op>) -> Result<(), TestCaseEr
                 };
                 let context = ReceiveContext {
                     source,
-                    local: LocalSocket(msgid.len() as u16),
+                    local: LocalSocket {
+                        shard: msgid.len() as u16 * 7,
+                        listen: msgid.len() as u16,
+                    },
                     transport: if tcp { Transport::Tcp } else { Transport::Udp },
                     received_ms: now.saturating_sub(age),
                 };

@@ -28,7 +28,7 @@
 //!   and no Call-ID is indexed twice. Hashes are keyed per process (`RandomState`), so a remote
 //!   party cannot choose colliding Call-IDs.
 
-use crate::proto::wheel::{Expired, TimingWheel, DEFAULT_TICK_MS};
+use crate::wheel::{Expired, TimingWheel, DEFAULT_TICK_MS};
 use hashbrown::HashTable;
 use sipshard_parser::sip;
 use std::collections::hash_map::RandomState;
@@ -82,19 +82,31 @@ impl Default for RepoConfig {
     }
 }
 
-/// The transport a message arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// UDP.
-    Udp,
-    /// TCP.
-    Tcp,
+pub use crate::transport::Transport;
+
+/// The local socket a message arrived on, as two small numbers instead of a 32-byte address:
+/// the shard holding the socket (for a stream, the shard reading the connection) and the index
+/// of its listen address. Replies must leave from this socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LocalSocket {
+    /// The shard holding the socket or connection.
+    pub shard: u16,
+    /// Index of the listen address.
+    pub listen: u16,
 }
 
-/// The local socket a message arrived on: an index into the shard's socket table (two bytes
-/// per item instead of a 32-byte address; replies must leave from this socket).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LocalSocket(pub u16);
+impl LocalSocket {
+    fn to_u32(self) -> u32 {
+        (u32::from(self.shard) << 16) | u32::from(self.listen)
+    }
+
+    fn from_u32(n: u32) -> LocalSocket {
+        LocalSocket {
+            shard: (n >> 16) as u16,
+            listen: n as u16,
+        }
+    }
+}
 
 /// Where and when a message was received: what a pulled message needs to be processed as if it
 /// had just arrived (a reply goes back to `source` from `local` over `transport`).
@@ -636,12 +648,6 @@ pub struct StoredMessage {
     deadline_ms: u64,
 }
 
-/// What [`Repository::pull`] returns.
-pub type Pulled = StoredMessage;
-
-/// What [`Repository::tick`] returns for each expired item.
-pub type ExpiredItem = StoredMessage;
-
 impl StoredMessage {
     fn new(data: Box<[u8]>, deadline_ms: u64) -> Self {
         let meta = Meta::decode(&data);
@@ -935,7 +941,7 @@ impl Layout {
                 }
             }
         }
-        h.varint(u64::from(ctx.local.0));
+        h.varint(u64::from(ctx.local.to_u32()));
         let back = deadline_ms.wrapping_sub(ctx.received_ms) as i64;
         h.varint(((back << 1) ^ (back >> 63)) as u64);
 
@@ -1052,7 +1058,7 @@ struct Meta {
     branch: Option<Span>,
     transport: Transport,
     source: SocketAddr,
-    local: u16,
+    local: u32,
     /// `deadline - received`, wrapping.
     received_back: u64,
 }
@@ -1107,7 +1113,7 @@ impl Meta {
             };
             SocketAddr::V6(SocketAddrV6::new(ip, port, flowinfo, scope_id))
         };
-        let local = r.varint() as u16;
+        let local = r.varint() as u32;
         let zigzag = r.varint();
         let received_back = ((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64)) as u64;
         let body = r.pos;
@@ -1157,7 +1163,7 @@ impl Meta {
     fn context(&self, deadline_ms: u64) -> ReceiveContext {
         ReceiveContext {
             source: self.source,
-            local: LocalSocket(self.local),
+            local: LocalSocket::from_u32(self.local),
             transport: self.transport,
             received_ms: deadline_ms.wrapping_sub(self.received_back),
         }
@@ -1170,5 +1176,4 @@ impl Meta {
 }
 
 #[cfg(test)]
-#[path = "repo_tests.rs"]
 mod tests;

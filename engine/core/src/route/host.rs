@@ -18,41 +18,7 @@ use std::str::FromStr;
 use std::task::Poll;
 use std::time::Duration;
 
-/// A SIP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Transport {
-    /// UDP (RFC 3261 §18.1.1, one message per datagram).
-    Udp,
-    /// TCP (a byte stream framed by Content-Length).
-    Tcp,
-}
-
-impl Transport {
-    /// The lower-case name used in the config (`udp`, `tcp`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        }
-    }
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Transport {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "udp" => Ok(Transport::Udp),
-            "tcp" => Ok(Transport::Tcp),
-            _ => Err(format!("unknown transport `{s}` (expected udp or tcp)")),
-        }
-    }
-}
+pub use crate::transport::Transport;
 
 /// A log level, for `[log] level` and the `log` action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -97,13 +97,6 @@ pub struct Suspended {
     waiting: &'static str,
 }
 
-impl Suspended {
-    /// The action waiting for its result (`pull`, `push`...).
-    pub fn waiting_for(&self) -> &'static str {
-        self.waiting
-    }
-}
-
 /// Runs route `route` of `program` on the message `host` presents.
 #[must_use = "a suspended run must be resumed"]
 pub fn run<H: Host + ?Sized>(program: &Program, route: RouteId, host: &mut H) -> Outcome {

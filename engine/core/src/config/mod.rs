@@ -516,6 +516,20 @@ impl Resolver<'_> {
                 return self.err(&at, "listen", format!("names {l} twice"));
             }
         }
+        if listen.len() > MAX_LISTEN {
+            let at = match (&sv.listen, f.listen.is_empty()) {
+                (Some(s), true) => At::File(s.span()),
+                _ => At::Flag("--listen".to_owned()),
+            };
+            return self.err(
+                &at,
+                "listen",
+                format!(
+                    "names {} addresses; at most {MAX_LISTEN} (every shard binds each)",
+                    listen.len()
+                ),
+            );
+        }
 
         // shards and cores
         let cores = pick(f.cores.clone(), "cores", sv.cores.as_ref());
@@ -897,6 +911,8 @@ impl Resolver<'_> {
 }
 
 const MAX_SHARDS: i64 = 1024;
+/// Listen addresses: every shard holds a socket for each, so this bounds descriptors per shard.
+const MAX_LISTEN: usize = 64;
 const UDP_BATCH: RangeInclusive<i64> = 1..=1024;
 const SHARES: RangeInclusive<i64> = 1..=1000;
 const SPIN_US: RangeInclusive<i64> = 0..=1_000_000;

@@ -40,6 +40,8 @@ counters! {
     forwarded_out: "messages this shard moved to their owning shard",
     forwarded_in: "messages other shards moved to this shard",
     cross_shard_ops: "repository operations sent to the shard owning their Call-ID (and answers)",
+    remote_timeouts: "route runs dropped because another shard's answer never came",
+    mesh_dropped: "messages to another shard dropped because its outbox was full",
     sent: "messages sent",
     send_errors: "sends that failed",
     dropped_responses: "malformed responses dropped",

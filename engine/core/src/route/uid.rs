@@ -51,10 +51,60 @@ impl UidGen {
         );
     }
 
+    /// The shard that made `uid`, when it is an id of this process (its boot prefix is
+    /// `boot`); `None` for anything else.
+    pub fn shard_of(uid: &[u8], boot: u64) -> Option<u16> {
+        let mut parts = uid.split(|&c| c == b'-');
+        let (b, s, c) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || b.len() != 16 || s.is_empty() || s.len() > 4 || c.is_empty() {
+            return None;
+        }
+        let hex = |h: &[u8]| {
+            h.iter().try_fold(0u64, |n, &d| {
+                let v = (d as char).to_digit(16)?;
+                n.checked_mul(16)?.checked_add(u64::from(v))
+            })
+        };
+        if hex(b)? != boot || hex(c).is_none() {
+            return None;
+        }
+        u16::try_from(hex(s)?).ok()
+    }
+
     /// The next id as a string.
     pub fn next_string(&mut self) -> String {
         let mut v = Vec::with_capacity(32);
         self.write_next(&mut v);
         String::from_utf8(v).expect("hex and dashes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_names_its_shard() {
+        let mut g = UidGen::new(0x0123_4567_89ab_cdef, 0x3ff);
+        let id = g.next_string();
+        assert_eq!(
+            UidGen::shard_of(id.as_bytes(), 0x0123_4567_89ab_cdef),
+            Some(0x3ff)
+        );
+        // Another process's id, or something else entirely, names no shard of ours.
+        assert_eq!(UidGen::shard_of(id.as_bytes(), 1), None);
+        for bad in [
+            "",
+            "x",
+            "0123456789abcdef-1",
+            "0123456789abcdef--1",
+            "0123456789abcdef-1-2-3",
+        ] {
+            assert_eq!(
+                UidGen::shard_of(bad.as_bytes(), 0x0123_4567_89ab_cdef),
+                None,
+                "{bad}"
+            );
+        }
     }
 }

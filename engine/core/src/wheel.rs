@@ -2,8 +2,8 @@
 //!
 //! Every deadline a shard holds (repository expiry, SIP retransmission timers, MSRP transaction
 //! timeouts, session timeouts) lives here instead of in a runtime timer per item: the runtime
-//! calls [`TimingWheel::advance`] (or [`TimingWheel::poll_expired`]) from one repeating tick, and
-//! the wheel hands back what is due. Kamailio's `siprepo` instead scans its whole table every
+//! asks [`TimingWheel::next_deadline`] when to wake, then calls [`TimingWheel::advance`] (or
+//! [`TimingWheel::poll_expired`]), and the wheel hands back what is due. Kamailio's `siprepo` instead scans its whole table every
 //! `timer_interval`; a wheel costs O(1) per item, however many items are stored.
 //!
 //! Shape (as the Linux and Kafka wheels): time is cut into ticks of `tick_ms` milliseconds;
@@ -26,8 +26,8 @@
 //!
 //! Timing contract: an entry never fires early, and fires at the first advance whose `now` is at
 //! or after its deadline rounded up to the tick: it "fires at the first tick at or after the
-//! deadline". With a 10 ms tick and a 10 ms repeating runtime timer, an entry fires at most
-//! 20 ms after its deadline.
+//! deadline". A driver that sleeps until [`TimingWheel::next_deadline`] fires an entry within one
+//! tick of its deadline (plus its own wake-up latency).
 //!
 //! The wheel is generic over its value; the repository stores its items in it directly, so the
 //! wheel's slab is the repository's slab (one index per item, not two).
@@ -67,6 +67,20 @@ impl TimerId {
     /// cancelled. Other structures may index entries by it (see [`TimingWheel::get_at`]).
     pub fn index(self) -> u32 {
         self.index
+    }
+
+    /// The id as one number, for handing to another shard and back (see [`TimerId::from_u64`]).
+    pub fn to_u64(self) -> u64 {
+        (u64::from(self.index) << 32) | u64::from(self.generation)
+    }
+
+    /// The id [`TimerId::to_u64`] gave. Any number is accepted: one that never named an entry of
+    /// this wheel is stale and every lookup with it answers `None`.
+    pub fn from_u64(n: u64) -> TimerId {
+        TimerId {
+            index: (n >> 32) as u32,
+            generation: n as u32,
+        }
     }
 }
 

@@ -1,0 +1,28 @@
+//! sipshard-core: everything a sipshard shard does, with no runtime inside.
+//!
+//! Input is bytes, time and events; output is what to send and when to wake. The glommio driver
+//! (crate `sipshard`) moves bytes between sockets, the shard mesh and [`shard::ShardCore`]; tests
+//! drive cores directly on a virtual clock ([`shard::harness`]). This crate does not depend on
+//! glommio, so the boundary holds by construction.
+//!
+//! - [`shard`]: the shard core (a dispatcher) and its services: ingress, ownership, remote
+//!   operations, the repository, the control methods.
+//! - [`repo`]: the message repository (Kamailio `siprepo` done right): park a SIP message by
+//!   (Call-ID, msgid), pull it back later, expire it through the wheel.
+//! - [`wheel`]: the hierarchical timing wheel that holds a shard's deadlines.
+//! - [`route`]: the route language, compiled at load and interpreted per message.
+//! - [`config`]: the TOML config, CLI overrides, validation with file and line.
+//! - [`sip_write`]: responses, forwarded requests, reason phrases, To tags.
+//! - [`metrics`]: per-shard counters and their Prometheus text.
+//! - [`transport`]: the transports and how a received message names its origin.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod metrics;
+pub mod repo;
+pub mod route;
+pub mod shard;
+pub mod sip_write;
+pub mod transport;
+pub mod wheel;

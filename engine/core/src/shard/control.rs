@@ -1,0 +1,428 @@
+//! The control methods (JSON-RPC 2.0, `sipshard ctl`): each method in one entry of [`METHODS`]
+//! with its help line, which shards it runs on, what it does on one shard and how the shards'
+//! results merge. Adding a method is adding an entry here.
+//!
+//! A call is coordinated by [`ControlCall`], sans-IO like the rest of the core: the driver asks
+//! it which shard to run on next, runs the method there (over the mesh when it is another
+//! shard), feeds the result back, and takes the merged answer at the end.
+
+use super::boundary::Out;
+use super::ownership::Ownership;
+use super::{Cx, ShardCore};
+use serde_json::{json, Value};
+
+/// A JSON-RPC error object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    /// JSON-RPC error code (-32601 method not found, -32602 invalid params, -32000 server).
+    pub code: i64,
+    /// What went wrong, for the person who called.
+    pub message: String,
+}
+
+impl RpcError {
+    /// -32602: the params are wrong.
+    pub fn invalid_params(msg: impl Into<String>) -> Self {
+        RpcError {
+            code: -32602,
+            message: msg.into(),
+        }
+    }
+    /// -32601: no such method.
+    pub fn method_not_found(method: &str) -> Self {
+        RpcError {
+            code: -32601,
+            message: format!("method not found: {method}"),
+        }
+    }
+    /// -32000: the server could not do it.
+    pub fn server(msg: impl Into<String>) -> Self {
+        RpcError {
+            code: -32000,
+            message: msg.into(),
+        }
+    }
+}
+
+/// Which shards a method runs on.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    /// Once, on the shard serving the control endpoint (process-wide state).
+    Once,
+    /// On the shard owning the `callid` parameter.
+    OwnerOfCallid,
+    /// On every shard; the results merge with the function.
+    EachShard(fn(Vec<Value>) -> Value),
+    /// Page by page over every shard in turn (`cursor` = shard << 40 | cursor in that shard).
+    Paged,
+}
+
+type Run = fn(&mut ShardCore, Cx<'_>, &Value, &mut Vec<Out>) -> Result<Value, RpcError>;
+
+/// A control method.
+pub struct Method {
+    /// The JSON-RPC method name.
+    pub name: &'static str,
+    /// Its parameters and what it does, one line (for `sipshard ctl --help`).
+    pub help: &'static str,
+    scope: Scope,
+    run: Run,
+}
+
+/// Every control method.
+pub static METHODS: &[Method] = &[
+    Method {
+        name: "repo.stats",
+        help: "repository counters and gauges, summed and per shard",
+        scope: Scope::EachShard(sum_counters),
+        run: |core, _, _, _| Ok(core.repo.stats_json(core.own.me())),
+    },
+    Method {
+        name: "shard.stats",
+        help: "every counter of every shard",
+        scope: Scope::EachShard(|parts| json!({ "shards": parts })),
+        run: |core, _, _, _| {
+            let mut m = serde_json::Map::new();
+            m.insert("shard".into(), json!(core.own.me()));
+            for (name, _, v) in core.stats.counters() {
+                m.insert(name.into(), json!(v));
+            }
+            m.insert(
+                "parse_errors".into(),
+                json!(core.stats.parse_errors_total()),
+            );
+            m.insert("pending_cross_shard".into(), json!(core.remote.len()));
+            Ok(Value::Object(m))
+        },
+    },
+    Method {
+        name: "repo.list",
+        help: "[cursor=N] [limit=N]: a page of stored items (limit 1..1000, default 100)",
+        scope: Scope::Paged,
+        run: |core, cx, params, _| {
+            let (cursor, limit) = page_params(params);
+            Ok(core
+                .repo
+                .list_json(cursor, limit as usize, core.own.me(), cx.now_ms))
+        },
+    },
+    Method {
+        name: "repo.get",
+        help: "callid=C msgid=M: one stored item with its message",
+        scope: Scope::OwnerOfCallid,
+        run: |core, cx, params, _| {
+            let (c, m) = (str_param(params, "callid")?, str_param(params, "msgid")?);
+            core.repo
+                .get_json(c.as_bytes(), m.as_bytes(), core.own.me(), cx.now_ms)
+                .ok_or_else(|| RpcError::server("not found"))
+        },
+    },
+    Method {
+        name: "repo.rm",
+        help: "callid=C msgid=M: remove an item",
+        scope: Scope::OwnerOfCallid,
+        run: |core, _, params, _| {
+            let (c, m) = (str_param(params, "callid")?, str_param(params, "msgid")?);
+            Ok(json!({ "result": core.repo.rm(c.as_bytes(), m.as_bytes()).name() }))
+        },
+    },
+    Method {
+        name: "repo.pull",
+        help: "callid=C msgid=M route=R [remove=false]: run route R on an item",
+        scope: Scope::OwnerOfCallid,
+        run: |core, cx, params, outs| {
+            let (c, m) = (str_param(params, "callid")?, str_param(params, "msgid")?);
+            let name = params.get("route").and_then(Value::as_str).unwrap_or("");
+            let route = cx
+                .loaded
+                .program
+                .route_id(name)
+                .ok_or_else(|| RpcError::invalid_params(format!("unknown route `{name}`")))?;
+            let remove = params
+                .get("remove")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            let r = core.pull_and_run(cx, c.as_bytes(), m.as_bytes(), route, remove, outs);
+            Ok(json!({ "result": r.name() }))
+        },
+    },
+    Method {
+        name: "config.show",
+        help: "the effective configuration, as TOML",
+        scope: Scope::Once,
+        run: |_, cx, _, _| {
+            Ok(json!({ "config": cx.loaded.config.to_toml_string(), "generation": cx.generation }))
+        },
+    },
+    Method {
+        name: "config.reload",
+        help: "load the config file again (routes and [repo] expire apply at once)",
+        scope: Scope::Once,
+        run: |core, _, _, _| match core.shared.reload() {
+            Ok(warnings) => Ok(json!({
+                "reloaded": true,
+                "generation": core.shared.generation(),
+                "warnings": warnings,
+            })),
+            Err(e) => Err(RpcError::server(format!("reload refused: {e}"))),
+        },
+    },
+    Method {
+        name: "core.uptime",
+        help: "seconds since start, and the number of shards",
+        scope: Scope::Once,
+        run: |core, _, _, _| {
+            Ok(json!({
+                "uptime_s": core.shared.uptime().as_secs_f64(),
+                "shards": core.own.shards(),
+            }))
+        },
+    },
+];
+
+/// The method called `name`.
+pub fn method(name: &str) -> Option<&'static Method> {
+    METHODS.iter().find(|m| m.name == name)
+}
+
+fn str_param<'v>(params: &'v Value, k: &str) -> Result<&'v str, RpcError> {
+    params
+        .get(k)
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params(format!("missing string parameter `{k}`")))
+}
+
+/// `cursor` and `limit` of a page request.
+fn page_params(params: &Value) -> (u64, u64) {
+    let cursor = params.get("cursor").and_then(Value::as_u64).unwrap_or(0);
+    let limit = params
+        .get("limit")
+        .and_then(Value::as_u64)
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    (cursor, limit)
+}
+
+/// Sums every numeric field of the shards' results (but `shard`) and lists the parts.
+fn sum_counters(parts: Vec<Value>) -> Value {
+    let mut total = serde_json::Map::new();
+    for p in &parts {
+        if let Value::Object(o) = p {
+            for (k, v) in o {
+                if k == "shard" {
+                    continue;
+                }
+                let sum =
+                    total.get(k).and_then(Value::as_u64).unwrap_or(0) + v.as_u64().unwrap_or(0);
+                total.insert(k.clone(), json!(sum));
+            }
+        }
+    }
+    total.insert("shards".into(), Value::Array(parts));
+    Value::Object(total)
+}
+
+impl ShardCore {
+    /// Runs control method `name` on this shard's state; what it sends goes to `outs`.
+    pub fn on_control(
+        &mut self,
+        now_ms: u64,
+        name: &str,
+        params: &Value,
+        outs: &mut Vec<Out>,
+    ) -> Result<Value, RpcError> {
+        let m = method(name).ok_or_else(|| RpcError::method_not_found(name))?;
+        self.with_config(now_ms, |core, cx| (m.run)(core, cx, params, outs))
+    }
+}
+
+/// One control call over the shards: which shard runs it next, and the merged result.
+#[derive(Debug)]
+pub struct ControlCall {
+    method: &'static str,
+    shards: usize,
+    state: CallState,
+}
+
+#[derive(Debug)]
+enum CallState {
+    /// One shard runs it; the result once it came.
+    Single {
+        shard: usize,
+        params: Value,
+        result: Option<Result<Value, RpcError>>,
+    },
+    /// Every shard in turn; what they answered so far.
+    Each {
+        params: Value,
+        merge: fn(Vec<Value>) -> Value,
+        parts: Vec<Value>,
+        error: Option<RpcError>,
+    },
+    /// Pages of one shard after another until `limit` items are gathered.
+    Paged {
+        shard: usize,
+        cursor: u64,
+        limit: u64,
+        items: Vec<Value>,
+        next: Option<u64>,
+        error: Option<RpcError>,
+    },
+}
+
+impl ControlCall {
+    /// Plans method `name` with `params` for the shards `own` knows, coordinated from shard
+    /// `own.me()`.
+    pub fn new(name: &str, params: Value, own: &Ownership) -> Result<ControlCall, RpcError> {
+        let m = method(name).ok_or_else(|| RpcError::method_not_found(name))?;
+        let state = match m.scope {
+            Scope::Once => CallState::Single {
+                shard: own.me(),
+                params,
+                result: None,
+            },
+            Scope::OwnerOfCallid => {
+                let callid = str_param(&params, "callid")?;
+                CallState::Single {
+                    shard: own.of_callid(callid.as_bytes()),
+                    params,
+                    result: None,
+                }
+            }
+            Scope::EachShard(merge) => CallState::Each {
+                params,
+                merge,
+                parts: Vec::with_capacity(own.shards()),
+                error: None,
+            },
+            Scope::Paged => {
+                let (cursor, limit) = page_params(&params);
+                CallState::Paged {
+                    shard: (cursor >> 40) as usize,
+                    cursor: cursor & ((1 << 40) - 1),
+                    limit,
+                    items: Vec::new(),
+                    next: None,
+                    error: None,
+                }
+            }
+        };
+        Ok(ControlCall {
+            method: m.name,
+            shards: own.shards(),
+            state,
+        })
+    }
+
+    /// The method's name.
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+
+    /// The shard to run the method on next, and the params to run it with; `None` once the
+    /// result is complete.
+    pub fn next(&self) -> Option<(usize, Value)> {
+        match &self.state {
+            CallState::Single {
+                shard,
+                params,
+                result: None,
+            } => Some((*shard, params.clone())),
+            CallState::Single { .. } => None,
+            CallState::Each {
+                params,
+                parts,
+                error: None,
+                ..
+            } if parts.len() < self.shards => Some((parts.len(), params.clone())),
+            CallState::Each { .. } => None,
+            CallState::Paged {
+                shard,
+                cursor,
+                limit,
+                items,
+                error: None,
+                ..
+            } if *shard < self.shards && (items.len() as u64) < *limit => Some((
+                *shard,
+                json!({ "cursor": cursor, "limit": limit - items.len() as u64 }),
+            )),
+            CallState::Paged { .. } => None,
+        }
+    }
+
+    /// Takes the result of the run [`ControlCall::next`] asked for.
+    pub fn on_result(&mut self, r: Result<Value, RpcError>) {
+        let shards = self.shards;
+        match &mut self.state {
+            CallState::Single { result, .. } => *result = Some(r),
+            CallState::Each { parts, error, .. } => match r {
+                Ok(v) => parts.push(v),
+                Err(e) => *error = Some(e),
+            },
+            CallState::Paged {
+                shard,
+                cursor,
+                items,
+                next,
+                error,
+                ..
+            } => {
+                let page = match r {
+                    Ok(p) => p,
+                    Err(e) => {
+                        *error = Some(e);
+                        return;
+                    }
+                };
+                if let Some(Value::Array(a)) = page.get("items") {
+                    items.extend(a.iter().cloned());
+                }
+                match page.get("next").and_then(Value::as_u64) {
+                    Some(c) => {
+                        *cursor = c;
+                        *next = Some(((*shard as u64) << 40) | c);
+                    }
+                    None => {
+                        *shard += 1;
+                        *cursor = 0;
+                        *next = (*shard < shards).then_some((*shard as u64) << 40);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The call's answer.
+    pub fn finish(self) -> Result<Value, RpcError> {
+        match self.state {
+            CallState::Single { result, .. } => {
+                result.unwrap_or_else(|| Err(RpcError::server("no shard answered")))
+            }
+            CallState::Each {
+                merge,
+                parts,
+                error,
+                ..
+            } => match error {
+                Some(e) => Err(e),
+                None => Ok(merge(parts)),
+            },
+            CallState::Paged {
+                items, next, error, ..
+            } => match error {
+                Some(e) => Err(e),
+                None => Ok(json!({ "items": items, "next": next })),
+            },
+        }
+    }
+}
+
+/// The methods and their help lines, for `sipshard ctl --help`.
+pub fn help() -> String {
+    let width = METHODS.iter().map(|m| m.name.len()).max().unwrap_or(0);
+    METHODS
+        .iter()
+        .map(|m| format!("  {:width$}  {}\n", m.name, m.help))
+        .collect()
+}

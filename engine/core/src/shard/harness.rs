@@ -1,0 +1,333 @@
+//! A whole server without sockets: N shard cores joined by in-memory queues on a virtual clock.
+//! Tests feed it datagrams and stream messages, move the clock, reload the config, lose or hold
+//! messages between shards, and read back everything the shards sent. Time only moves when a
+//! test says so, and it jumps from deadline to deadline, so an hour of expiry runs in
+//! microseconds and every run is the same.
+
+use super::{ControlCall, Out, RpcError, ShardCore, SharedState, Work};
+use crate::config::{self, ConfigError, Overrides};
+use crate::metrics::ShardStats;
+use crate::transport::{ConnId, RxContext, Transport};
+use serde_json::Value;
+use sipshard_parser::sip::{self, Framing, EMPTY_HEADER};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Where a harness shard sent something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// A datagram to this address, from listen address `listen`.
+    Datagram {
+        /// Index of the listen address sent from.
+        listen: u16,
+        /// Destination.
+        addr: SocketAddr,
+    },
+    /// Bytes written on a stream connection.
+    Stream(ConnId),
+}
+
+/// One thing a shard sent out.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The shard whose socket sent it.
+    pub shard: usize,
+    /// Where it went.
+    pub dest: Dest,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// The virtual time it was sent at.
+    pub at_ms: u64,
+}
+
+impl Sent {
+    /// The peer it went to.
+    pub fn peer(&self) -> SocketAddr {
+        match self.dest {
+            Dest::Datagram { addr, .. } => addr,
+            Dest::Stream(c) => c.peer,
+        }
+    }
+
+    /// The status code, when it is a SIP response.
+    pub fn status(&self) -> Option<u16> {
+        let mut h = [EMPTY_HEADER; 64];
+        sip::parse(&self.bytes, &mut h, Framing::Datagram)
+            .ok()?
+            .complete()?
+            .status_code()
+    }
+
+    /// The value of the first header called `name`, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let mut h = [EMPTY_HEADER; 64];
+        let m = sip::parse(&self.bytes, &mut h, Framing::Datagram)
+            .ok()?
+            .complete()?;
+        m.header(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// What to do with a message between shards.
+pub type MeshFilter = Box<dyn FnMut(usize, &Work) -> bool>;
+
+/// N shard cores, their mesh and their clock.
+pub struct Harness {
+    now_ms: u64,
+    shared: Arc<SharedState>,
+    cores: Vec<ShardCore>,
+    stats: Vec<Arc<ShardStats>>,
+    listen: Vec<(Transport, SocketAddr)>,
+    mesh: VecDeque<(usize, Work)>,
+    queued: VecDeque<(usize, Work)>,
+    sent: Vec<Sent>,
+    hold: bool,
+    lose: Option<MeshFilter>,
+    lost: usize,
+}
+
+/// Most steps a harness takes to settle one input before it calls the run a livelock.
+const MAX_STEPS: usize = 1_000_000;
+
+impl Harness {
+    /// `shards` cores on the config in `toml`; they listen (in name only) on
+    /// `udp:192.0.2.1:5060` and `tcp:192.0.2.1:5060`, whatever the config says.
+    pub fn new(shards: usize, toml: &str) -> Result<Harness, ConfigError> {
+        let loaded = load(toml)?;
+        let listen: Vec<(Transport, SocketAddr)> = vec![
+            (Transport::Udp, "192.0.2.1:5060".parse().expect("address")),
+            (Transport::Tcp, "192.0.2.1:5060".parse().expect("address")),
+        ];
+        let shared = Arc::new(SharedState::new(loaded, None, Overrides::default()));
+        let stats: Vec<_> = (0..shards)
+            .map(|_| Arc::new(ShardStats::default()))
+            .collect();
+        let cores = (0..shards)
+            .map(|i| {
+                ShardCore::new(
+                    i,
+                    shards,
+                    shared.clone(),
+                    stats[i].clone(),
+                    listen.clone(),
+                    0,
+                )
+            })
+            .collect();
+        Ok(Harness {
+            now_ms: 0,
+            shared,
+            cores,
+            stats,
+            listen,
+            mesh: VecDeque::new(),
+            queued: VecDeque::new(),
+            sent: Vec::new(),
+            hold: false,
+            lose: None,
+            lost: 0,
+        })
+    }
+
+    /// The virtual time, ms.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// Shard `i`'s core.
+    pub fn core(&self, i: usize) -> &ShardCore {
+        &self.cores[i]
+    }
+
+    /// Shard `i`'s counters.
+    pub fn stats(&self, i: usize) -> &ShardStats {
+        &self.stats[i]
+    }
+
+    /// The number of shards.
+    pub fn shards(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// The shard owning a Call-ID.
+    pub fn owner_of(&self, callid: &str) -> usize {
+        self.cores[0].ownership().of_callid(callid.as_bytes())
+    }
+
+    /// A datagram from `source`, read by shard `shard` on the UDP listen address; runs until
+    /// nothing moves.
+    pub fn datagram(&mut self, shard: usize, source: SocketAddr, bytes: &[u8]) {
+        let rx = self.rx(Transport::Udp, source, None);
+        let mut outs = Vec::new();
+        self.cores[shard].on_datagram(self.now_ms, bytes.to_vec(), rx, &mut outs);
+        self.carry(shard, outs);
+        self.settle();
+    }
+
+    /// A message read by shard `shard` from a TCP connection with `peer`; runs until nothing
+    /// moves.
+    pub fn stream_message(&mut self, shard: usize, peer: SocketAddr, bytes: &[u8]) {
+        let conn = ConnId {
+            shard: shard as u16,
+            listen: 1,
+            peer,
+        };
+        let rx = self.rx(Transport::Tcp, peer, Some(conn));
+        let mut outs = Vec::new();
+        self.cores[shard].on_stream_message(self.now_ms, bytes.to_vec(), rx, &mut outs);
+        self.carry(shard, outs);
+        self.settle();
+    }
+
+    fn rx(&self, transport: Transport, source: SocketAddr, conn: Option<ConnId>) -> RxContext {
+        let listen = match transport {
+            Transport::Udp => 0,
+            Transport::Tcp => 1,
+        };
+        RxContext {
+            listen,
+            transport,
+            source,
+            local: self.listen[usize::from(listen)].1,
+            conn,
+            received_ms: self.now_ms,
+        }
+    }
+
+    /// Moves the clock `ms` ahead, stopping at every deadline on the way (in order) and running
+    /// what is due there.
+    pub fn advance(&mut self, ms: u64) {
+        let target = self.now_ms.saturating_add(ms);
+        for _ in 0..MAX_STEPS {
+            let next = self
+                .cores
+                .iter()
+                .filter_map(ShardCore::poll_timeout)
+                .min()
+                .filter(|&d| d <= target);
+            let Some(d) = next else {
+                self.now_ms = target;
+                return;
+            };
+            self.now_ms = self.now_ms.max(d);
+            for i in 0..self.cores.len() {
+                if self.cores[i]
+                    .poll_timeout()
+                    .is_some_and(|d| d <= self.now_ms)
+                {
+                    let mut outs = Vec::new();
+                    self.cores[i].handle_timeout(self.now_ms, &mut outs);
+                    self.carry(i, outs);
+                }
+            }
+            self.settle();
+        }
+        panic!("harness: deadlines keep coming at {} ms", self.now_ms);
+    }
+
+    /// Swaps in a new config for every shard (as `config.reload` does with a file).
+    pub fn reload(&mut self, toml: &str) -> Result<Vec<String>, ConfigError> {
+        Ok(self.shared.swap(load(toml)?))
+    }
+
+    /// Runs a control method as the endpoint on shard 0 would.
+    pub fn control(&mut self, method: &str, params: Value) -> Result<Value, RpcError> {
+        let mut call = ControlCall::new(method, params, self.cores[0].ownership())?;
+        while let Some((shard, params)) = call.next() {
+            let mut outs = Vec::new();
+            let r = self.cores[shard].on_control(self.now_ms, call.method(), &params, &mut outs);
+            self.carry(shard, outs);
+            call.on_result(r);
+        }
+        self.settle();
+        call.finish()
+    }
+
+    /// Holds every message between shards (they queue) until [`Harness::release`].
+    pub fn hold(&mut self) {
+        self.hold = true;
+    }
+
+    /// Delivers what was held, and goes on delivering.
+    pub fn release(&mut self) {
+        self.hold = false;
+        self.settle();
+    }
+
+    /// Messages between shards now queued.
+    pub fn in_flight(&self) -> usize {
+        self.mesh.len()
+    }
+
+    /// Drops every message between shards for which `f(destination, work)` is true.
+    pub fn lose_when(&mut self, f: impl FnMut(usize, &Work) -> bool + 'static) {
+        self.lose = Some(Box::new(f));
+    }
+
+    /// Messages dropped by the [`Harness::lose_when`] filter so far.
+    pub fn lost(&self) -> usize {
+        self.lost
+    }
+
+    /// Everything sent since the last call, in order.
+    pub fn take_sent(&mut self) -> Vec<Sent> {
+        std::mem::take(&mut self.sent)
+    }
+
+    /// Carries out shard `from`'s outputs.
+    fn carry(&mut self, from: usize, outs: Vec<Out>) {
+        for o in outs {
+            match o {
+                Out::Datagram {
+                    listen,
+                    dest,
+                    bytes,
+                } => self.sent.push(Sent {
+                    shard: from,
+                    dest: Dest::Datagram { listen, addr: dest },
+                    bytes,
+                    at_ms: self.now_ms,
+                }),
+                Out::Stream { conn, bytes } => self.sent.push(Sent {
+                    shard: usize::from(conn.shard),
+                    dest: Dest::Stream(conn),
+                    bytes,
+                    at_ms: self.now_ms,
+                }),
+                Out::Shard { to, work } => {
+                    if self.lose.as_mut().is_some_and(|f| f(to, &work)) {
+                        self.lost += 1;
+                    } else {
+                        self.mesh.push_back((to, work));
+                    }
+                }
+                Out::Queue { work, .. } => self.queued.push_back((from, work)),
+            }
+        }
+    }
+
+    /// Delivers queued work (the mesh first, then task queues) until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..MAX_STEPS {
+            let next = if self.hold {
+                self.queued.pop_front()
+            } else {
+                self.mesh.pop_front().or_else(|| self.queued.pop_front())
+            };
+            let Some((to, work)) = next else {
+                return;
+            };
+            let mut outs = Vec::new();
+            self.cores[to].on_work(self.now_ms, work, &mut outs);
+            self.carry(to, outs);
+        }
+        panic!("harness: shards keep sending each other work");
+    }
+}
+
+fn load(toml: &str) -> Result<config::Loaded, ConfigError> {
+    config::load_str(Path::new("harness.toml"), toml, &Overrides::default())
+}

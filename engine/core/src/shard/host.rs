@@ -1,0 +1,364 @@
+//! Running routes: the route [`Host`] a shard presents to the interpreter for one message, and
+//! the runs themselves (a received message, a pulled or expired item, a run resumed with another
+//! shard's answer). Actions on state this shard owns act at once; those whose key another shard
+//! owns send a [`RemoteOp`] and suspend the run (see [`super::remote`]).
+
+use super::boundary::{Out, RemoteOp, RepoOp, Token, Work};
+use super::repository::{receive_context, rx_of_item};
+use super::{Cx, ShardCore, MAX_HEADERS};
+use crate::repo::StoredMessage;
+use crate::route::{
+    self, ActionResult, AsyncPullRequest, AsyncPullResult, CheckResult, ForwardResult, HeaderEdit,
+    Host, LogLevel, Outcome, PullRequest, PullResult, PushResult, Reply, RmResult, RouteId, Target,
+    Transport,
+};
+use crate::sip_write;
+use crate::transport::RxContext;
+use sipshard_parser::sip::{self, Framing, Message, EMPTY_HEADER};
+use sipshard_parser::Status;
+use std::net::SocketAddr;
+use std::task::Poll;
+use std::time::Duration;
+
+impl ShardCore {
+    /// Runs `route` on `msg` and keeps the run if it waits for another shard.
+    pub(super) fn run_route(
+        &mut self,
+        cx: Cx<'_>,
+        msg: &Message<'_, '_>,
+        rx: RxContext,
+        route: RouteId,
+        outs: &mut Vec<Out>,
+    ) {
+        let mut host = MsgHost {
+            core: self,
+            cx,
+            msg,
+            rx,
+            outs,
+            token: None,
+        };
+        let outcome = route::run(&cx.loaded.program, route, &mut host);
+        let token = host.token;
+        self.finish(cx, outcome, token, msg.as_bytes(), rx);
+    }
+
+    /// Continues a run with another shard's answer.
+    pub(super) fn resume(
+        &mut self,
+        cx: Cx<'_>,
+        token: Token,
+        result: Option<ActionResult>,
+        outs: &mut Vec<Out>,
+    ) {
+        let Some(w) = self.remote.answer(token) else {
+            self.log(
+                LogLevel::Warn,
+                "an answer from another shard came for no waiting run (it timed out)",
+            );
+            return;
+        };
+        let (Some(suspended), Some(rx)) = (w.suspended, w.rx) else {
+            return;
+        };
+        let Some(result) = result else {
+            self.log(
+                LogLevel::Warn,
+                "config reloaded while a route waited for another shard; the owner refused the operation and the run is dropped",
+            );
+            return;
+        };
+        if w.generation != cx.generation {
+            self.log(
+                LogLevel::Warn,
+                "config reloaded while a route waited for another shard; the run is dropped",
+            );
+            return;
+        }
+        let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+        let Ok(Status::Complete(msg)) = sip::parse(&w.bytes, &mut headers, Framing::Datagram)
+        else {
+            return;
+        };
+        let mut host = MsgHost {
+            core: self,
+            cx,
+            msg: &msg,
+            rx,
+            outs,
+            token: None,
+        };
+        let outcome = route::resume(&cx.loaded.program, suspended, result, &mut host);
+        let token = host.token;
+        self.finish(cx, outcome, token, &w.bytes, rx);
+    }
+
+    fn finish(
+        &mut self,
+        cx: Cx<'_>,
+        outcome: Outcome,
+        token: Option<Token>,
+        bytes: &[u8],
+        rx: RxContext,
+    ) {
+        match outcome {
+            Outcome::Suspended(suspended) => match token {
+                Some(token) => self.remote.park(token, suspended, bytes, rx, cx.generation),
+                None => self.log(
+                    LogLevel::Error,
+                    "a route suspended without a pending operation",
+                ),
+            },
+            other => {
+                if let Some(token) = token {
+                    self.remote.release(token);
+                }
+                if let Outcome::Failed(e) = other {
+                    self.log(LogLevel::Error, &format!("route failed: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Runs `route` on a stored item as if it had just arrived from its original sender.
+    pub(super) fn run_item(
+        &mut self,
+        cx: Cx<'_>,
+        item: &StoredMessage,
+        route: RouteId,
+        outs: &mut Vec<Out>,
+    ) {
+        let rx = rx_of_item(item.context(), &self.listen);
+        let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+        match sip::parse(item.message(), &mut headers, Framing::Datagram) {
+            Ok(Status::Complete(msg)) => self.run_route(cx, &msg, rx, route, outs),
+            _ => self.log(LogLevel::Error, "a stored message no longer parses"),
+        }
+    }
+}
+
+/// The route host for one message on one shard.
+struct MsgHost<'s, 'c, 'm, 'h, 'b> {
+    core: &'s mut ShardCore,
+    cx: Cx<'c>,
+    msg: &'m Message<'h, 'b>,
+    rx: RxContext,
+    outs: &'s mut Vec<Out>,
+    /// The operation the run waits for, if it suspends.
+    token: Option<Token>,
+}
+
+impl MsgHost<'_, '_, '_, '_, '_> {
+    /// Runs a repository operation here when this shard owns its Call-ID; otherwise sends it
+    /// to the owner and answers `Pending`.
+    fn repo_op(&mut self, op: RepoOp) -> Poll<ActionResult> {
+        let owner = self.core.own.of_callid(op.callid());
+        if owner == self.core.own.me() {
+            return Poll::Ready(self.core.repo_op(self.cx, op, self.outs));
+        }
+        let op = RemoteOp::Repo(op);
+        let token = self.core.remote.reserve(self.cx.now_ms, owner, op.name());
+        self.token = Some(token);
+        self.core
+            .stats
+            .cross_shard_ops
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.outs.push(Out::Shard {
+            to: owner,
+            work: Work::Remote {
+                token,
+                from: self.core.own.me(),
+                generation: self.cx.generation,
+                op,
+            },
+        });
+        Poll::Pending
+    }
+}
+
+/// Unwraps the result of [`MsgHost::repo_op`] into the action's own result type.
+macro_rules! ready_as {
+    ($poll:expr, $variant:ident) => {
+        match $poll {
+            Poll::Ready(ActionResult::$variant(r)) => Poll::Ready(r),
+            Poll::Ready(other) => unreachable!("{} answered {:?}", stringify!($variant), other),
+            Poll::Pending => Poll::Pending,
+        }
+    };
+}
+
+impl Host for MsgHost<'_, '_, '_, '_, '_> {
+    fn message(&self) -> &Message<'_, '_> {
+        self.msg
+    }
+
+    fn source(&self) -> SocketAddr {
+        self.rx.source
+    }
+
+    fn transport(&self) -> Transport {
+        self.rx.transport
+    }
+
+    fn shard(&self) -> u16 {
+        self.core.own.me() as u16
+    }
+
+    fn write_uid(&mut self, out: &mut Vec<u8>) {
+        self.core.uid.write_next(out);
+    }
+
+    fn reply(&mut self, reply: &Reply<'_>) {
+        if !self.msg.is_request() || self.msg.method() == Some(b"ACK") {
+            return;
+        }
+        let headers: Vec<(&str, &[u8])> = reply
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        let mut tag = Vec::new();
+        let mut out = Vec::with_capacity(512);
+        sip_write::write_response(
+            self.msg,
+            self.rx.source,
+            reply.code,
+            reply.reason,
+            self.core.tags.next(&mut tag),
+            &headers,
+            &mut out,
+        );
+        let via = self.msg.top_via();
+        self.outs
+            .extend(Out::to_sender(&self.rx, via.as_ref(), out));
+    }
+
+    fn forward(&mut self, to: Target, edits: &[HeaderEdit]) -> Poll<ForwardResult> {
+        if !self.msg.is_request() {
+            self.log(
+                LogLevel::Warn,
+                b"forward: only requests are forwarded (a response goes back along its Vias)",
+            );
+            return Poll::Ready(ForwardResult::Error);
+        }
+        if to.transport != Transport::Udp {
+            self.log(
+                LogLevel::Warn,
+                b"forward over TCP is not supported yet; use udp:",
+            );
+            return Poll::Ready(ForwardResult::Error);
+        }
+        // Our Via must name an address the next hop can answer to: a listen address of the
+        // target's family that is not a wildcard.
+        let same_family = |a: &SocketAddr| a.is_ipv4() == to.addr.is_ipv4();
+        let Some(listen) =
+            self.core.listen.iter().position(|(t, a)| {
+                *t == Transport::Udp && same_family(a) && !a.ip().is_unspecified()
+            })
+        else {
+            self.log(
+                LogLevel::Warn,
+                b"forward: no UDP listen address of the target's family names a host for our Via (a wildcard such as 0.0.0.0 does not); listen on a specific address",
+            );
+            return Poll::Ready(ForwardResult::Error);
+        };
+        if self.msg.max_forwards() == Some(0) {
+            return Poll::Ready(ForwardResult::Error);
+        }
+        let mut branch = Vec::with_capacity(40);
+        branch.extend_from_slice(b"-ss-");
+        self.core.uid.write_next(&mut branch);
+        let mut out = Vec::with_capacity(self.msg.len() + 128);
+        sip_write::write_forward(
+            self.msg,
+            self.core.listen[listen].1,
+            &branch,
+            edits,
+            &mut out,
+        );
+        self.outs.push(Out::Datagram {
+            listen: listen as u16,
+            dest: to.addr,
+            bytes: out,
+        });
+        Poll::Ready(ForwardResult::Sent)
+    }
+
+    fn push(
+        &mut self,
+        msgid: &[u8],
+        expire: Option<Duration>,
+        stored_msgid: &mut Vec<u8>,
+    ) -> Poll<PushResult> {
+        let ctx = receive_context(&self.rx, self.core.own.me());
+        // The configured lifetime is read per message, so a reload applies to the next push.
+        let expire_ms = expire.map_or_else(
+            || self.cx.loaded.config.repo.expire.saturating_mul(1000),
+            |d| d.as_millis() as u64,
+        );
+        let r = self.core.repo.push(
+            self.msg,
+            ctx,
+            msgid,
+            expire_ms,
+            self.cx.now_ms,
+            stored_msgid,
+        );
+        match r {
+            Some(r) => Poll::Ready(r),
+            None => {
+                self.log(LogLevel::Error, b"push: the message has no Call-ID or CSeq");
+                Poll::Ready(PushResult::Full)
+            }
+        }
+    }
+
+    fn pull(&mut self, req: &PullRequest<'_>) -> Poll<PullResult> {
+        ready_as!(
+            self.repo_op(RepoOp::Pull {
+                callid: req.callid.to_vec(),
+                msgid: req.msgid.to_vec(),
+                route: req.route,
+                remove: req.remove,
+            }),
+            Pull
+        )
+    }
+
+    fn async_pull(&mut self, req: &AsyncPullRequest<'_>) -> Poll<AsyncPullResult> {
+        ready_as!(
+            self.repo_op(RepoOp::AsyncPull {
+                callid: req.callid.to_vec(),
+                msgid: req.msgid.to_vec(),
+                group: req.group.index(),
+                route: req.route,
+                remove: req.remove,
+            }),
+            AsyncPull
+        )
+    }
+
+    fn rm(&mut self, callid: &[u8], msgid: &[u8]) -> Poll<RmResult> {
+        ready_as!(
+            self.repo_op(RepoOp::Rm {
+                callid: callid.to_vec(),
+                msgid: msgid.to_vec(),
+            }),
+            Rm
+        )
+    }
+
+    fn check(&mut self, callid: &[u8], msgid: Option<&[u8]>) -> Poll<CheckResult> {
+        ready_as!(
+            self.repo_op(RepoOp::Check {
+                callid: callid.to_vec(),
+                msgid: msgid.map(<[u8]>::to_vec),
+            }),
+            Check
+        )
+    }
+
+    fn log(&mut self, level: LogLevel, message: &[u8]) {
+        self.core.log(level, &String::from_utf8_lossy(message));
+    }
+}

@@ -1,0 +1,263 @@
+//! The shard core: everything one shard does with its inputs, with no runtime inside (as
+//! quinn-proto's `Endpoint`). The driver feeds it datagrams, framed stream messages, work from
+//! other shards, control calls and the time; it answers with [`Out`]s to carry out and, through
+//! [`ShardCore::poll_timeout`], when to wake it next.
+//!
+//! [`ShardCore`] is a thin dispatcher: it decides who owns an input and hands it to the service
+//! that owns the state. Each service is one field, so the owner of any state is one hop away:
+//!
+//! | field | module | owns |
+//! |---|---|---|
+//! | `own` | [`ownership`] | which shard owns a Call-ID or an id |
+//! | (none) | [`ingress`] | the strict parse and the checks above it, error responses |
+//! | `remote` | [`remote`] | route runs waiting for another shard, with their deadlines |
+//! | `repo` | [`repository`] | the repository partition and its counters |
+//! | `tags`, `uid` | [`crate::sip_write`], [`crate::route::UidGen`] | To tags and `$uid`s minted here |
+//! | (none) | [`control`] | the control methods, which shards they run on, how results merge |
+//!
+//! Route runs go through [`host`], the route `Host` over these services.
+
+pub mod boundary;
+pub mod control;
+pub mod harness;
+mod host;
+mod ingress;
+pub mod ownership;
+pub mod remote;
+pub mod repository;
+pub mod shared;
+
+#[cfg(test)]
+mod tests;
+
+pub use boundary::{Deferred, Out, RemoteOp, RepoOp, Token, Work};
+pub use control::{ControlCall, RpcError};
+pub use ownership::Ownership;
+pub use shared::SharedState;
+
+use crate::config::Loaded;
+use crate::metrics::ShardStats;
+use crate::route::{LogLevel, UidGen};
+use crate::sip_write::ToTags;
+use crate::transport::{RxContext, Transport};
+use remote::RemoteOps;
+use repository::RepoService;
+use sipshard_parser::sip::{FrameError, EMPTY_HEADER};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// Header array size for messages the server handles.
+pub const MAX_HEADERS: usize = 96;
+
+/// What one turn of the core reads from outside: the config of this turn and the time.
+#[derive(Clone, Copy)]
+pub(crate) struct Cx<'a> {
+    pub(crate) loaded: &'a Loaded,
+    pub(crate) generation: u64,
+    pub(crate) now_ms: u64,
+}
+
+/// One shard's protocol state.
+pub struct ShardCore {
+    own: Ownership,
+    shared: Arc<SharedState>,
+    stats: Arc<ShardStats>,
+    listen: Vec<(Transport, SocketAddr)>,
+    repo: RepoService,
+    remote: RemoteOps,
+    uid: UidGen,
+    tags: ToTags,
+}
+
+impl ShardCore {
+    /// Shard `id` of `shards`, with the listen addresses (index = listen id), whose time
+    /// starts at `now_ms`.
+    pub fn new(
+        id: usize,
+        shards: usize,
+        shared: Arc<SharedState>,
+        stats: Arc<ShardStats>,
+        listen: Vec<(Transport, SocketAddr)>,
+        now_ms: u64,
+    ) -> Self {
+        let repo = shared.with(|l, _| RepoService::new(&l.config.repo, stats.clone(), now_ms));
+        ShardCore {
+            own: Ownership::new(id, shards, shared.hasher().clone(), shared.boot()),
+            uid: UidGen::new(shared.boot(), id as u16),
+            tags: ToTags::new(shared.boot(), id as u16),
+            remote: RemoteOps::new(now_ms),
+            repo,
+            listen,
+            stats,
+            shared,
+        }
+    }
+
+    /// Who owns what, as this shard sees it.
+    pub fn ownership(&self) -> &Ownership {
+        &self.own
+    }
+
+    /// Repository items stored now.
+    pub fn items(&self) -> u64 {
+        self.repo.len() as u64
+    }
+
+    /// Route runs waiting for another shard's answer now.
+    pub fn waiting_remote(&self) -> usize {
+        self.remote.len()
+    }
+
+    /// A datagram received by this shard (one whole message).
+    pub fn on_datagram(&mut self, now_ms: u64, bytes: Vec<u8>, rx: RxContext, outs: &mut Vec<Out>) {
+        self.on_message(now_ms, bytes, rx, outs);
+    }
+
+    /// A message framed out of a stream this shard reads.
+    pub fn on_stream_message(
+        &mut self,
+        now_ms: u64,
+        bytes: Vec<u8>,
+        rx: RxContext,
+        outs: &mut Vec<Out>,
+    ) {
+        self.on_message(now_ms, bytes, rx, outs);
+    }
+
+    /// The response to send before closing a stream that cannot be framed (`None` when the
+    /// stream carries responses, which are never answered).
+    pub fn on_framing_error(&mut self, buf: &[u8], e: FrameError) -> Option<Vec<u8>> {
+        self.stats.tcp_framing_errors.fetch_add(1, Relaxed);
+        ingress::framing_error_reply(buf, e, &mut self.tags)
+    }
+
+    /// Work from another shard or a task queue.
+    pub fn on_work(&mut self, now_ms: u64, work: Work, outs: &mut Vec<Out>) {
+        self.with_config(now_ms, |core, cx| match work {
+            Work::Sip { bytes, rx } => {
+                core.stats.forwarded_in.fetch_add(1, Relaxed);
+                core.handle_sip(cx, &bytes, rx, outs);
+            }
+            Work::Remote {
+                token,
+                from,
+                generation,
+                op,
+            } => {
+                // The asker always gets an answer, so its waiting run never outlives this.
+                let result = if generation == cx.generation {
+                    match op {
+                        RemoteOp::Repo(op) => Some(core.repo_op(cx, op, outs)),
+                    }
+                } else {
+                    core.log(
+                        LogLevel::Warn,
+                        &format!(
+                            "config reloaded while a cross-shard `{}` was in flight; refused",
+                            op.name()
+                        ),
+                    );
+                    None
+                };
+                core.stats.cross_shard_ops.fetch_add(1, Relaxed);
+                outs.push(Out::Shard {
+                    to: from,
+                    work: Work::Done { token, result },
+                });
+            }
+            Work::Done { token, result } => core.resume(cx, token, result, outs),
+            Work::Deferred { generation, task } => {
+                if generation != cx.generation {
+                    core.log(
+                        LogLevel::Warn,
+                        "config reloaded before a queued async_pull ran; dropped",
+                    );
+                    return;
+                }
+                core.run_deferred(cx, task, outs);
+            }
+        });
+    }
+
+    /// Does what is due at `now_ms`: expires repository items (running `repo:expired`) and
+    /// drops runs whose remote answer is overdue.
+    pub fn handle_timeout(&mut self, now_ms: u64, outs: &mut Vec<Out>) {
+        let dropped = self.remote.expire(now_ms, self.own.me());
+        if dropped > 0 {
+            self.stats
+                .remote_timeouts
+                .fetch_add(dropped as u64, Relaxed);
+        }
+        self.with_config(now_ms, |core, cx| core.expire_items(cx, outs));
+    }
+
+    /// When [`ShardCore::handle_timeout`] next has work (ms on the shard's clock); `None` when
+    /// nothing is scheduled. The driver sleeps until then, or until an input arrives.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        [self.repo.next_deadline(), self.remote.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn on_message(&mut self, now_ms: u64, bytes: Vec<u8>, rx: RxContext, outs: &mut Vec<Out>) {
+        let owner = self.own.of_message(&bytes);
+        if owner != self.own.me() {
+            self.stats.forwarded_out.fetch_add(1, Relaxed);
+            outs.push(Out::Shard {
+                to: owner,
+                work: Work::Sip { bytes, rx },
+            });
+            return;
+        }
+        self.with_config(now_ms, |core, cx| core.handle_sip(cx, &bytes, rx, outs));
+    }
+
+    fn handle_sip(&mut self, cx: Cx<'_>, bytes: &[u8], rx: RxContext, outs: &mut Vec<Out>) {
+        let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+        let Some(msg) = ingress::admit(bytes, &mut headers, &rx, &mut self.tags, &self.stats, outs)
+        else {
+            return;
+        };
+        let program = &cx.loaded.program;
+        if msg.is_request() {
+            self.run_route(cx, &msg, rx, program.request(), outs);
+            return;
+        }
+        // Responses: a transaction layer matches its own first, once one exists; the rest go
+        // to `route.response`.
+        match program.response() {
+            Some(route) => self.run_route(cx, &msg, rx, route, outs),
+            None => {
+                self.stats.dropped_responses.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Runs `f` with this turn's config and time.
+    fn with_config<R>(&mut self, now_ms: u64, f: impl FnOnce(&mut ShardCore, Cx<'_>) -> R) -> R {
+        let shared = self.shared.clone();
+        shared.with(|loaded, generation| {
+            f(
+                self,
+                Cx {
+                    loaded,
+                    generation,
+                    now_ms,
+                },
+            )
+        })
+    }
+
+    fn log(&self, level: LogLevel, msg: &str) {
+        let shard = self.own.me();
+        match level {
+            LogLevel::Error => tracing::error!(shard, "{msg}"),
+            LogLevel::Warn => tracing::warn!(shard, "{msg}"),
+            LogLevel::Info => tracing::info!(shard, "{msg}"),
+            LogLevel::Debug => tracing::debug!(shard, "{msg}"),
+            LogLevel::Trace => tracing::trace!(shard, "{msg}"),
+        }
+    }
+}
