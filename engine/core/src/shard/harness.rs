@@ -96,10 +96,20 @@ impl Harness {
     /// `shards` cores on the config in `toml`; they listen (in name only) on
     /// `udp:192.0.2.1:5060` and `tcp:192.0.2.1:5060`, whatever the config says.
     pub fn new(shards: usize, toml: &str) -> Result<Harness, ConfigError> {
+        let ip = "192.0.2.1".parse().expect("address");
+        Harness::listening_on(shards, toml, ip)
+    }
+
+    /// As [`Harness::new`], listening (in name) on `ip` port 5060 over UDP and TCP.
+    pub fn listening_on(
+        shards: usize,
+        toml: &str,
+        ip: std::net::IpAddr,
+    ) -> Result<Harness, ConfigError> {
         let loaded = load(toml)?;
         let listen: Vec<(Transport, SocketAddr)> = vec![
-            (Transport::Udp, "192.0.2.1:5060".parse().expect("address")),
-            (Transport::Tcp, "192.0.2.1:5060".parse().expect("address")),
+            (Transport::Udp, SocketAddr::new(ip, 5060)),
+            (Transport::Tcp, SocketAddr::new(ip, 5060)),
         ];
         let shared = Arc::new(SharedState::new(loaded, None, Overrides::default()));
         let stats: Vec<_> = (0..shards)
@@ -255,6 +265,17 @@ impl Harness {
     pub fn release(&mut self) {
         self.hold = false;
         self.settle();
+    }
+
+    /// Delivers the oldest message between shards, held or not; `false` when none is queued.
+    pub fn step(&mut self) -> bool {
+        let Some((to, work)) = self.mesh.pop_front() else {
+            return false;
+        };
+        let mut outs = Vec::new();
+        self.cores[to].on_work(self.now_ms, work, &mut outs);
+        self.carry(to, outs);
+        true
     }
 
     /// Messages between shards now queued.
