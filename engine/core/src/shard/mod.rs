@@ -28,6 +28,8 @@ pub mod repository;
 pub mod shared;
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
 
 pub use boundary::{Deferred, Out, RemoteOp, RepoOp, Token, Work};
