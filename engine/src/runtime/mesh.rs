@@ -68,11 +68,21 @@ impl Mesh {
         senders: Senders<MeshMsg>,
         stats: Arc<ShardStats>,
     ) -> Mesh {
+        Mesh::with_outbox(me, shards, senders, stats, OUTBOX_CAPACITY)
+    }
+
+    fn with_outbox(
+        me: usize,
+        shards: usize,
+        senders: Senders<MeshMsg>,
+        stats: Arc<ShardStats>,
+        capacity: usize,
+    ) -> Mesh {
         let senders = Rc::new(senders);
         let outboxes = (0..shards)
             .map(|to| {
                 (to != me).then(|| {
-                    let (tx, rx) = local_channel::new_bounded(OUTBOX_CAPACITY);
+                    let (tx, rx) = local_channel::new_bounded(capacity);
                     let draining = Rc::new(Cell::new(false));
                     glommio::spawn_local(drain(to, rx, senders.clone(), draining.clone())).detach();
                     Outbox { tx, draining }
@@ -130,5 +140,131 @@ async fn drain(
             tracing::debug!("mesh: shard {to} no longer receives");
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glommio::channels::channel_mesh::MeshBuilder;
+    use glommio::{LocalExecutorBuilder, Placement};
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::time::{Duration, Instant};
+
+    /// A message whose id says how many more times it bounces.
+    fn ping(id: u64) -> MeshMsg {
+        MeshMsg::ControlReply {
+            id,
+            result: Ok(Value::Null),
+        }
+    }
+
+    /// Runs `f(shard, mesh, receivers)` on two executors joined by a mesh with channels of one
+    /// message; returns each shard's stats.
+    fn two_shards<F, Fut>(outbox: usize, f: F) -> Vec<Arc<ShardStats>>
+    where
+        F: Fn(usize, Rc<Mesh>, glommio::channels::channel_mesh::Receivers<MeshMsg>) -> Fut
+            + Send
+            + Clone
+            + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let builder = MeshBuilder::full(2, 1);
+        let stats: Vec<_> = (0..2).map(|_| Arc::new(ShardStats::default())).collect();
+        let handles: Vec<_> = (0..2)
+            .map(|id| {
+                let (builder, st, f) = (builder.clone(), stats[id].clone(), f.clone());
+                LocalExecutorBuilder::new(Placement::Unbound)
+                    .spawn(move || async move {
+                        let (senders, receivers) = builder.join().await.unwrap();
+                        let me = senders.peer_id();
+                        let mesh = Rc::new(Mesh::with_outbox(me, 2, senders, st, outbox));
+                        f(me, mesh, receivers).await;
+                    })
+                    .unwrap()
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        stats
+    }
+
+    #[test]
+    fn handlers_that_send_to_each_other_never_deadlock() {
+        // Both shards flood each other through channels of one message, and every message
+        // handled sends another back: a handler that waited on its send would wait on a
+        // shard waiting on it. Each shard starts 300 messages that bounce 4 times.
+        const START: u64 = 300;
+        const BOUNCES: u64 = 4;
+        let done = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let d = done.clone();
+        let stats = two_shards(OUTBOX_CAPACITY, move |me, mesh, mut receivers| {
+            let done = d.clone();
+            async move {
+                let other = 1 - me;
+                let (_, rx) = receivers.streams().pop().unwrap();
+                let handler = {
+                    let mesh = mesh.clone();
+                    let done = done.clone();
+                    glommio::spawn_local(async move {
+                        while let Some(msg) = rx.recv().await {
+                            if let MeshMsg::ControlReply { id, .. } = msg {
+                                if id == 0 {
+                                    done[me].fetch_add(1, Relaxed);
+                                } else {
+                                    assert!(mesh.send(other, ping(id - 1)));
+                                }
+                            }
+                        }
+                    })
+                };
+                for _ in 0..START {
+                    assert!(mesh.send(other, ping(BOUNCES)));
+                }
+                // Bounded wait: a deadlock fails the test instead of hanging it.
+                let give_up = Instant::now() + Duration::from_secs(60);
+                while done[0].load(Relaxed) + done[1].load(Relaxed) < 2 * START {
+                    assert!(Instant::now() < give_up, "the mesh stopped moving");
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                drop(handler);
+            }
+        });
+        assert_eq!(done[0].load(Relaxed) + done[1].load(Relaxed), 2 * START);
+        assert!(stats.iter().all(|s| s.mesh_dropped.load(Relaxed) == 0));
+    }
+
+    #[test]
+    fn a_shard_that_stops_reading_costs_a_bounded_outbox() {
+        // Shard 1 does not read; shard 0 sends 200 messages: one fits the channel, one waits
+        // in the drainer's hands, ten in the outbox; the rest are dropped and counted.
+        let started = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (s, a) = (started.clone(), accepted.clone());
+        let stats = two_shards(10, move |me, mesh, receivers| {
+            let (started, accepted) = (s.clone(), a.clone());
+            async move {
+                if me == 0 {
+                    for n in 0..200 {
+                        if mesh.send(1, ping(n)) {
+                            accepted.fetch_add(1, Relaxed);
+                        }
+                        // Let the drainer take its message, as it would between inputs.
+                        glommio::yield_if_needed().await;
+                        glommio::executor().yield_task_queue_now().await;
+                    }
+                    started.store(true, Relaxed);
+                } else {
+                    while !started.load(Relaxed) {
+                        glommio::timer::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                drop(receivers);
+            }
+        });
+        let accepted = accepted.load(Relaxed);
+        assert!((10..=12).contains(&accepted), "accepted {accepted}");
+        assert_eq!(stats[0].mesh_dropped.load(Relaxed), 200 - accepted);
     }
 }
