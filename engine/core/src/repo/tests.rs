@@ -5,7 +5,7 @@ use super::*;
 use proptest::prelude::*;
 use sipshard_parser::sip::{parse, Framing, EMPTY_HEADER};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
 
 fn ctx(port: u16, received_ms: u64) -> ReceiveContext {
     ReceiveContext {
