@@ -1,7 +1,7 @@
 //! The `sipshard` command line: `serve` runs the server, `ctl` talks to a running one, `parse`
 //! inspects messages.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use sipshard::inspect::{self, Options};
 use sipshard::runtime::{self, RuntimeSpec, ShardTuning};
 use sipshard_core::config::{self, Overrides};
@@ -30,11 +30,7 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(Box<ServeArgs>),
-    /// Call a JSON-RPC method of a running server and print the result.
-    ///
-    /// Methods: repo.stats, repo.list [cursor=N limit=N], repo.get callid=.. msgid=..,
-    /// repo.pull callid=.. msgid=.. route=NAME [remove=false], repo.rm callid=.. msgid=..,
-    /// shard.stats, config.show, config.reload, core.uptime.
+    /// Call a JSON-RPC method of a running server and print the result (methods below).
     Ctl {
         /// Control endpoint of the server.
         #[arg(long, default_value = "127.0.0.1:5080")]
@@ -76,7 +72,14 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The methods `ctl` can call come from the server's own table, so the help never drifts.
+    let command = Cli::command().mut_subcommand("ctl", |c| {
+        c.after_help(format!(
+            "Methods (params as KEY=VALUE):\n{}",
+            sipshard_core::shard::control::help()
+        ))
+    });
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Parse {
             msrp,

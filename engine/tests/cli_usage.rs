@@ -20,3 +20,17 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
+
+#[test]
+fn ctl_help_lists_every_control_method() {
+    let out = sipshard().args(["ctl", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for m in sipshard_core::shard::control::METHODS {
+        assert!(
+            help.contains(m.name) && help.contains(m.help),
+            "{}: {help}",
+            m.name
+        );
+    }
+}
