@@ -41,6 +41,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tcp::{tcp_accept_loop, tcp_listener_from_fd};
 
+/// How often an idle shard looks whether it was asked to stop.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
 /// Capacity of each shard-to-shard channel (messages); more waits in the sender's outbox.
 const MESH_CHANNEL_CAPACITY: usize = 1024;
 
@@ -266,9 +269,11 @@ pub fn run(
                     glommio::spawn_local(crate::control::serve(l, handler)).detach();
                 }
                 let _ = ready_tx.send(Ok(()));
-                // Run until asked to stop, then give in-flight work a moment to finish.
+                // Run until asked to stop (the flag is set by the signal thread, which cannot
+                // wake an executor, so it is looked at ten times a second: the only wake-up of
+                // an idle shard), then give in-flight work a moment to finish.
                 while !stop.load(Ordering::Relaxed) {
-                    glommio::timer::sleep(Duration::from_millis(20)).await;
+                    glommio::timer::sleep(STOP_POLL).await;
                 }
                 glommio::timer::sleep(Duration::from_millis(100)).await;
                 let items = shard.core.borrow().items();
