@@ -5,9 +5,12 @@
 //! No deadlock: the handling task never waits on a send to another shard. Sends go through
 //! [`Mesh::send`], which never blocks: it puts the message on the channel when there is room and
 //! nothing is queued before it, and otherwise appends it to a bounded per-destination outbox
-//! that a drainer task empties with waiting sends. A full outbox drops the message and counts
-//! it (`mesh_dropped`); what was lost is what a lost datagram loses, and a route run waiting for
-//! a dropped answer is cleaned up at its deadline by the core.
+//! that a drainer task empties with waiting sends. For a handler, a full outbox drops the
+//! message and counts it (`mesh_dropped`); what was lost is what a lost datagram loses, and a
+//! route run waiting for a dropped answer is cleaned up at its deadline by the core. Tasks that
+//! are not handlers (socket readers, the timer) use [`Mesh::send_waiting`] and wait for room
+//! instead: backpressure towards their socket, never a cycle, since handlers always drain. Control replies are never dropped
+//! (an operator's call would wait for nothing): past a full outbox one waits in a task of its own.
 
 use glommio::channels::channel_mesh::Senders;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -46,7 +49,7 @@ pub enum MeshMsg {
 
 /// One destination's outbox.
 struct Outbox {
-    tx: LocalSender<MeshMsg>,
+    tx: Rc<LocalSender<MeshMsg>>,
     /// Set while the drainer holds a message it could not send yet: a message sent straight to
     /// the channel meanwhile would overtake it.
     draining: Rc<Cell<bool>>,
@@ -85,7 +88,10 @@ impl Mesh {
                     let (tx, rx) = local_channel::new_bounded(capacity);
                     let draining = Rc::new(Cell::new(false));
                     glommio::spawn_local(drain(to, rx, senders.clone(), draining.clone())).detach();
-                    Outbox { tx, draining }
+                    Outbox {
+                        tx: Rc::new(tx),
+                        draining,
+                    }
                 })
             })
             .collect();
@@ -99,29 +105,82 @@ impl Mesh {
     /// Sends `msg` to shard `to` without waiting; `false` when it was dropped (outbox full or
     /// the shard is gone).
     pub fn send(&self, to: usize, msg: MeshMsg) -> bool {
+        match self.try_send(to, msg) {
+            None => true,
+            Some(_) => {
+                let n = self.stats.mesh_dropped.fetch_add(1, Relaxed) + 1;
+                // Once, then at every power of two: a stuck peer must not flood the log.
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        "mesh: outbox to shard {to} is full; {n} messages dropped so far"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Sends `msg` to shard `to`, waiting for room in the outbox when it is full. Only for tasks
+    /// that are not mesh handlers: they may wait, handlers may not.
+    pub async fn send_waiting(&self, to: usize, msg: MeshMsg) {
+        let Some(msg) = self.try_send(to, msg) else {
+            return;
+        };
+        let Some(Some(outbox)) = self.outboxes.get(to) else {
+            return;
+        };
+        if outbox.tx.send(msg).await.is_err() {
+            self.stats.mesh_dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Sends a control reply to shard `to`: at once when there is room, else from a task that
+    /// waits for room in the outbox (control calls are few; their replies must arrive).
+    pub fn send_control_reply(&self, to: usize, msg: MeshMsg) {
+        let Some(msg) = self.try_send(to, msg) else {
+            return;
+        };
+        let Some(Some(outbox)) = self.outboxes.get(to) else {
+            return;
+        };
+        let tx = outbox.tx.clone();
+        glommio::spawn_local(async move {
+            let _ = tx.send(msg).await;
+        })
+        .detach();
+    }
+
+    /// Puts `msg` on the channel or in the outbox; gives it back when the outbox is full or the
+    /// shard is gone.
+    fn try_send(&self, to: usize, msg: MeshMsg) -> Option<MeshMsg> {
         let Some(Some(outbox)) = self.outboxes.get(to) else {
             tracing::error!("mesh: no shard {to}");
-            return false;
+            return Some(msg);
         };
         let msg = if outbox.tx.len() == 0 && !outbox.draining.get() {
             match self.senders.try_send_to(to, msg) {
-                Ok(()) => return true,
+                Ok(()) => return None,
                 Err(GlommioError::WouldBlock(ResourceType::Channel(m))) => m,
+                Err(GlommioError::Closed(ResourceType::Channel(m))) => return Some(m),
                 Err(e) => {
                     tracing::warn!("mesh: send to shard {to} failed: {e}");
-                    self.stats.mesh_dropped.fetch_add(1, Relaxed);
-                    return false;
+                    return None;
                 }
             }
         } else {
             msg
         };
-        if outbox.tx.try_send(msg).is_err() {
-            self.stats.mesh_dropped.fetch_add(1, Relaxed);
-            tracing::warn!("mesh: outbox to shard {to} is full; a message was dropped");
-            return false;
+        match outbox.tx.try_send(msg) {
+            Ok(()) => None,
+            Err(
+                GlommioError::WouldBlock(ResourceType::Channel(m))
+                | GlommioError::Closed(ResourceType::Channel(m)),
+            ) => Some(m),
+            Err(e) => {
+                tracing::warn!("mesh: queuing for shard {to} failed: {e}");
+                None
+            }
         }
-        true
     }
 }
 

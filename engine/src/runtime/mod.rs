@@ -52,7 +52,7 @@ const MESH_CHANNEL_CAPACITY: usize = 1024;
 pub struct ShardTuning {
     /// The CPU to pin to, or `None` for unpinned.
     pub cpu: Option<usize>,
-    /// Datagrams handled per receive burst before yielding (also the mesh batch size).
+    /// Datagrams handled per receive burst before yielding.
     pub udp_batch: usize,
     /// SO_RCVBUF / SO_SNDBUF.
     pub sockets: (usize, usize),

@@ -6,6 +6,7 @@
 //! task sleeping until the core's next deadline. Shard 0 also serves the control endpoint.
 
 use super::mesh::{Mesh, MeshMsg};
+use super::tcp::ConnQueue;
 use super::{RuntimeSpec, Transport};
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::UdpSocket;
@@ -21,17 +22,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The writer queue of one TCP connection.
-pub(super) type ConnWriter = Rc<LocalSender<Vec<u8>>>;
-
-/// Whether carrying out outputs may wait for room in a connection's writer queue. The mesh
-/// handlers never wait (that is what keeps the mesh free of deadlock); a connection's own reader
-/// waits, which slows a peer that sends faster than it reads.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Wait {
-    Allowed,
-    Never,
+/// Who is carrying out a core's outputs, which says what it may wait for.
+#[derive(Clone, Copy)]
+pub(super) enum Caller {
+    /// A task fed by something outside the mesh (a socket, the timer, a task queue, the control
+    /// endpoint): it may wait for room on the mesh, and for room in the queue of the connection
+    /// it reads, if any.
+    Input(Option<ConnId>),
+    /// A mesh handler: it never waits on another shard or on a connection, so shards sending to
+    /// each other cannot wait on each other.
+    Mesh,
 }
+
+/// How long a control call waits for another shard's part of the answer.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// State shared by a shard's tasks (one thread, so `Rc` + `RefCell`; never borrowed across an
 /// await).
@@ -41,7 +45,7 @@ pub(super) struct Shard {
     pub(super) stats: Arc<ShardStats>,
     pub(super) udp: Vec<Option<Rc<UdpSocket>>>,
     pub(super) mesh: Mesh,
-    pub(super) conns: RefCell<HashMap<(u16, SocketAddr), ConnWriter>>,
+    pub(super) conns: RefCell<HashMap<(u16, SocketAddr), Rc<ConnQueue>>>,
     pub(super) pending_control: RefCell<HashMap<u64, LocalSender<Result<Value, RpcError>>>>,
     pub(super) next_control: Cell<u64>,
     pub(super) stop: Arc<AtomicBool>,
@@ -70,8 +74,12 @@ impl Shard {
         }
     }
 
-    /// Carries out what the core asked for.
-    pub(super) async fn perform(self: &Rc<Self>, outs: Vec<Out>, wait: Wait) {
+    /// Carries out what the core asked for, as `caller` may (see [`Caller`]).
+    pub(super) async fn perform(self: &Rc<Self>, outs: Vec<Out>, caller: Caller) {
+        let reader = match caller {
+            Caller::Input(conn) => conn,
+            Caller::Mesh => None,
+        };
         self.rearm();
         for o in outs {
             match o {
@@ -93,16 +101,25 @@ impl Shard {
                 }
                 Out::Stream { conn, bytes } => {
                     if usize::from(conn.shard) == self.id {
-                        self.write_local(conn, bytes, wait).await;
+                        self.write_local(conn, bytes, reader == Some(conn)).await;
                     } else {
-                        self.mesh
-                            .send(usize::from(conn.shard), MeshMsg::TcpWrite { conn, bytes });
+                        let msg = MeshMsg::TcpWrite { conn, bytes };
+                        self.to_shard(usize::from(conn.shard), msg, caller).await;
                     }
                 }
-                Out::Shard { to, work } => {
-                    self.mesh.send(to, MeshMsg::Work(work));
-                }
+                Out::Shard { to, work } => self.to_shard(to, MeshMsg::Work(work), caller).await,
                 Out::Queue { group, work } => self.queue(group, work),
+            }
+        }
+    }
+
+    /// Sends to another shard: an input task waits for room in the outbox (backpressure
+    /// towards its socket, as a full channel gave before); a mesh handler never waits.
+    async fn to_shard(&self, to: usize, msg: MeshMsg, caller: Caller) {
+        match caller {
+            Caller::Input(_) => self.mesh.send_waiting(to, msg).await,
+            Caller::Mesh => {
+                self.mesh.send(to, msg);
             }
         }
     }
@@ -129,41 +146,48 @@ impl Shard {
         outs: Vec<Out>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
         let me = self.clone();
-        Box::pin(async move { me.perform(outs, Wait::Allowed).await })
+        Box::pin(async move { me.perform(outs, Caller::Input(None)).await })
     }
 
-    pub(super) async fn write_local(&self, conn: ConnId, bytes: Vec<u8>, wait: Wait) {
-        let tx = self.conns.borrow().get(&(conn.listen, conn.peer)).cloned();
-        let sent = match (tx, wait) {
-            (Some(tx), Wait::Allowed) => tx.send(bytes).await.is_ok(),
-            (Some(tx), Wait::Never) => tx.try_send(bytes).is_ok(),
-            (None, _) => {
-                tracing::debug!(
-                    "shard {}: connection from {} is gone; reply dropped",
-                    self.id,
-                    conn.peer
-                );
-                false
+    /// Queues bytes on a connection this shard reads; with `wait`, first waits for room in its
+    /// queue (only the connection's own reader may).
+    pub(super) async fn write_local(&self, conn: ConnId, bytes: Vec<u8>, wait: bool) {
+        let queue = self.conns.borrow().get(&(conn.listen, conn.peer)).cloned();
+        let queued = match queue {
+            Some(q) => {
+                if wait {
+                    q.room().await;
+                }
+                q.push(bytes)
             }
+            None => false,
         };
-        if !sent {
+        if !queued {
+            tracing::debug!(
+                "shard {}: reply to {} dropped (connection gone, or not reading)",
+                self.id,
+                conn.peer
+            );
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Hands a message read by this shard to the core, timing it.
+    /// Hands a message read by this shard to the core, timing it when it is processed here
+    /// (a message handed to its owner is timed there).
     pub(super) async fn received(self: &Rc<Self>, bytes: Vec<u8>, rx: RxContext) {
         let started = Instant::now();
         let mut outs = Vec::new();
-        {
+        let here = {
             let mut core = self.core.borrow_mut();
             match rx.transport {
                 Transport::Udp => core.on_datagram(self.now_ms(), bytes, rx, &mut outs),
                 Transport::Tcp => core.on_stream_message(self.now_ms(), bytes, rx, &mut outs),
             }
+        };
+        if here {
+            self.stats.processing(started.elapsed().as_nanos() as u64);
         }
-        self.stats.processing(started.elapsed().as_nanos() as u64);
-        self.perform(outs, Wait::Allowed).await;
+        self.perform(outs, Caller::Input(rx.conn)).await;
     }
 
     /// Handles one message from another shard (in that peer's mesh task).
@@ -176,9 +200,9 @@ impl Shard {
                     .borrow_mut()
                     .on_work(self.now_ms(), work, &mut outs);
                 self.stats.processing(started.elapsed().as_nanos() as u64);
-                self.perform(outs, Wait::Never).await;
+                self.perform(outs, Caller::Mesh).await;
             }
-            MeshMsg::TcpWrite { conn, bytes } => self.write_local(conn, bytes, Wait::Never).await,
+            MeshMsg::TcpWrite { conn, bytes } => self.write_local(conn, bytes, false).await,
             MeshMsg::Control {
                 id,
                 from,
@@ -190,8 +214,9 @@ impl Shard {
                     self.core
                         .borrow_mut()
                         .on_control(self.now_ms(), method, &params, &mut outs);
-                self.perform(outs, Wait::Never).await;
-                self.mesh.send(from, MeshMsg::ControlReply { id, result });
+                self.perform(outs, Caller::Mesh).await;
+                self.mesh
+                    .send_control_reply(from, MeshMsg::ControlReply { id, result });
             }
             MeshMsg::ControlReply { id, result } => {
                 let tx = self.pending_control.borrow_mut().remove(&id);
@@ -231,7 +256,7 @@ impl Shard {
                 .core
                 .borrow_mut()
                 .on_control(self.now_ms(), method, &params, &mut outs);
-            self.perform(outs, Wait::Allowed).await;
+            self.perform(outs, Caller::Input(None)).await;
             return r;
         }
         let id = self.next_control.get();
@@ -250,9 +275,15 @@ impl Shard {
                 "shard {target} cannot be reached"
             )));
         }
-        rx.recv()
-            .await
-            .unwrap_or_else(|| Err(RpcError::server("shard did not answer")))
+        let answer = glommio::timer::timeout(CONTROL_TIMEOUT, async { Ok(rx.recv().await) }).await;
+        self.pending_control.borrow_mut().remove(&id);
+        match answer {
+            Ok(Some(r)) => r,
+            _ => Err(RpcError::server(format!(
+                "shard {target} did not answer `{method}` within {} s",
+                CONTROL_TIMEOUT.as_secs()
+            ))),
+        }
     }
 }
 
@@ -334,7 +365,9 @@ pub(super) async fn timer_loop(shard: Rc<Shard>, bell: local_channel::LocalRecei
         if shard.core.borrow().poll_timeout().is_some_and(|d| d <= now) {
             let mut outs = Vec::new();
             shard.core.borrow_mut().handle_timeout(now, &mut outs);
-            shard.perform(outs, Wait::Never).await;
+            shard.perform(outs, Caller::Input(None)).await;
         }
+        // A pass that sent nothing awaited nothing: let the shard's other tasks run.
+        glommio::yield_if_needed().await;
     }
 }

@@ -2,13 +2,15 @@
 //! core (Content-Length framing, RFC 5626 keepalives), and writing replies, gathered per
 //! connection.
 
-use super::shard::{Shard, Wait};
+use super::shard::Shard;
 use super::Transport;
-use glommio::channels::local_channel;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 use sipshard_core::transport::{ConnId, RxContext};
 use sipshard_parser::sip::{self, Framed};
 use sipshard_parser::Status;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::os::unix::io::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
@@ -42,8 +44,100 @@ pub(super) async fn tcp_accept_loop(
 /// Most bytes of queued replies one TCP write gathers.
 const TCP_WRITE_COALESCE: usize = 64 * 1024;
 
+/// Queued reply bytes above which the connection's own reader waits before queuing more: a
+/// peer that pipelines faster than it reads is slowed down, not answered into memory.
+const QUEUE_SOFT_LIMIT: usize = 256 * 1024;
+
+/// Queued reply bytes past which a reply is dropped (and counted in `send_errors`): only a
+/// peer that has stopped reading gets here, since every writer but its own reader never waits.
+const QUEUE_HARD_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The replies waiting to be written on one connection. Any task of the shard appends without
+/// waiting (a mesh handler must never wait); only the connection's own reader waits for room.
+pub(super) struct ConnQueue {
+    replies: RefCell<VecDeque<Vec<u8>>>,
+    bytes: Cell<usize>,
+    closed: Cell<bool>,
+    wake_writer: LocalSender<()>,
+    room: LocalReceiver<()>,
+}
+
+impl ConnQueue {
+    /// Appends a reply; `false` when it was dropped (the connection is closing, or the peer has
+    /// not read `QUEUE_HARD_LIMIT` bytes of replies).
+    pub(super) fn push(&self, bytes: Vec<u8>) -> bool {
+        if self.closed.get() || self.bytes.get() + bytes.len() > QUEUE_HARD_LIMIT {
+            return false;
+        }
+        self.bytes.set(self.bytes.get() + bytes.len());
+        self.replies.borrow_mut().push_back(bytes);
+        let _ = self.wake_writer.try_send(());
+        true
+    }
+
+    /// Waits until no more than `QUEUE_SOFT_LIMIT` bytes are queued.
+    pub(super) async fn room(&self) {
+        while self.bytes.get() > QUEUE_SOFT_LIMIT && !self.closed.get() {
+            if self.room.recv().await.is_none() {
+                return;
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.closed.set(true);
+        let _ = self.wake_writer.try_send(());
+    }
+
+    /// The next write: every queued reply up to `TCP_WRITE_COALESCE` bytes, gathered (under
+    /// load one segment carries several replies, as Nagle would give, without its wait when
+    /// idle).
+    fn take_batch(&self) -> Vec<u8> {
+        let mut q = self.replies.borrow_mut();
+        let mut batch = q.pop_front().unwrap_or_default();
+        while batch.len() < TCP_WRITE_COALESCE {
+            match q.pop_front() {
+                Some(more) => batch.extend_from_slice(&more),
+                None => break,
+            }
+        }
+        self.bytes.set(self.bytes.get() - batch.len());
+        batch
+    }
+}
+
+/// Writes what `queue` holds until it is closed and empty (or the peer goes away).
+async fn write_replies(
+    queue: Rc<ConnQueue>,
+    mut stream: TcpStream,
+    wake: LocalReceiver<()>,
+    room: LocalSender<()>,
+) {
+    use futures_lite::AsyncWriteExt;
+    loop {
+        let batch = queue.take_batch();
+        if batch.is_empty() {
+            if queue.closed.get() || wake.recv().await.is_none() {
+                break;
+            }
+            continue;
+        }
+        if stream.write_all(&batch).await.is_err() {
+            queue.closed.set(true);
+            queue.replies.borrow_mut().clear();
+            queue.bytes.set(0);
+            let _ = room.try_send(());
+            break;
+        }
+        if queue.bytes.get() <= QUEUE_SOFT_LIMIT {
+            let _ = room.try_send(());
+        }
+    }
+    let _ = stream.close().await;
+}
+
 async fn tcp_connection(shard: Rc<Shard>, listen: u16, local: SocketAddr, stream: TcpStream) {
-    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    use futures_lite::AsyncReadExt;
     let Ok(peer) = stream.peer_addr() else {
         return;
     };
@@ -64,29 +158,21 @@ async fn tcp_connection(shard: Rc<Shard>, listen: u16, local: SocketAddr, stream
     // previous one is unacknowledged waits for the peer's (delayed) ACK, milliseconds on a
     // quiet connection.
     let _ = stream.set_nodelay(true);
-    let (tx, rx) = local_channel::new_bounded::<Vec<u8>>(256);
-    shard.conns.borrow_mut().insert((listen, peer), Rc::new(tx));
-    shard.stats.tcp_connections.fetch_add(1, Ordering::Relaxed);
-    let mut writer_stream = stream;
-    let writer = glommio::spawn_local(async move {
-        use futures_lite::StreamExt;
-        let replies = rx.stream();
-        futures_lite::pin!(replies);
-        while let Some(mut batch) = replies.next().await {
-            // Replies queued while the last write was in flight leave together in one write
-            // (one segment under load, as Nagle would give, without its wait when idle).
-            while batch.len() < TCP_WRITE_COALESCE {
-                match futures_lite::future::poll_once(replies.next()).await {
-                    Some(Some(more)) => batch.extend_from_slice(&more),
-                    _ => break,
-                }
-            }
-            if writer_stream.write_all(&batch).await.is_err() {
-                break;
-            }
-        }
-        let _ = writer_stream.close().await;
+    let (wake_writer, wake) = local_channel::new_bounded(1);
+    let (room_tx, room) = local_channel::new_bounded(1);
+    let queue = Rc::new(ConnQueue {
+        replies: RefCell::new(VecDeque::new()),
+        bytes: Cell::new(0),
+        closed: Cell::new(false),
+        wake_writer,
+        room,
     });
+    shard
+        .conns
+        .borrow_mut()
+        .insert((listen, peer), queue.clone());
+    shard.stats.tcp_connections.fetch_add(1, Ordering::Relaxed);
+    let writer = glommio::spawn_local(write_replies(queue.clone(), stream, wake, room_tx));
     let conn = ConnId {
         shard: shard.id as u16,
         listen,
@@ -109,9 +195,7 @@ async fn tcp_connection(shard: Rc<Shard>, listen: u16, local: SocketAddr, stream
                 Ok(Status::Complete(Framed::Keepalive(k))) => {
                     // RFC 5626 §4.4.1: a double-CRLF ping is answered with a CRLF pong.
                     if k >= 4 {
-                        shard
-                            .write_local(conn, b"\r\n".to_vec(), Wait::Allowed)
-                            .await;
+                        shard.write_local(conn, b"\r\n".to_vec(), true).await;
                     }
                     buf.drain(..k);
                 }
@@ -135,15 +219,16 @@ async fn tcp_connection(shard: Rc<Shard>, listen: u16, local: SocketAddr, stream
                 Err(e) => {
                     let reply = shard.core.borrow_mut().on_framing_error(&buf, e);
                     if let Some(reply) = reply {
-                        shard.write_local(conn, reply, Wait::Allowed).await;
+                        shard.write_local(conn, reply, true).await;
                     }
                     break 'conn;
                 }
             }
         }
     }
-    // Dropping the sender ends the writer once it has written what is queued.
+    // The writer ends once it has written what is queued.
     shard.conns.borrow_mut().remove(&(listen, peer));
+    queue.close();
     shard.stats.tcp_connections.fetch_sub(1, Ordering::Relaxed);
     writer.await;
 }
@@ -164,4 +249,50 @@ fn reader_for(stream: &TcpStream) -> std::io::Result<TcpStream> {
 pub(super) fn tcp_listener_from_fd(fd: i32) -> TcpListener {
     // SAFETY: `fd` is a listening TCP socket whose ownership was just released to us.
     unsafe { TcpListener::from_raw_fd(fd) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> (ConnQueue, LocalReceiver<()>, LocalSender<()>) {
+        let (wake_writer, wake) = local_channel::new_bounded(1);
+        let (room_tx, room) = local_channel::new_bounded(1);
+        let q = ConnQueue {
+            replies: RefCell::new(VecDeque::new()),
+            bytes: Cell::new(0),
+            closed: Cell::new(false),
+            wake_writer,
+            room,
+        };
+        (q, wake, room_tx)
+    }
+
+    #[test]
+    fn replies_gather_into_writes_and_a_queue_that_is_not_read_stops_growing() {
+        glommio::LocalExecutor::default().run(async {
+            let (q, _wake, _room) = queue();
+            // Small replies leave together, in order, up to the coalescing size.
+            for n in 0..3u8 {
+                assert!(q.push(vec![b'a' + n; 10]));
+            }
+            assert_eq!(
+                q.take_batch(),
+                [&[b'a'; 10][..], &[b'b'; 10], &[b'c'; 10]].concat()
+            );
+            assert_eq!(q.bytes.get(), 0);
+            // Nobody writes: past the hard limit replies are refused, memory stays bounded.
+            let reply = vec![0u8; 64 * 1024];
+            let mut accepted = 0;
+            for _ in 0..100 {
+                accepted += usize::from(q.push(reply.clone()));
+            }
+            assert_eq!(accepted, QUEUE_HARD_LIMIT / reply.len());
+            assert!(q.bytes.get() <= QUEUE_HARD_LIMIT);
+            // A batch is at most the coalescing size (or one larger reply).
+            assert_eq!(q.take_batch().len(), TCP_WRITE_COALESCE);
+            q.close();
+            assert!(!q.push(vec![1]), "a closing connection takes no more");
+        });
+    }
 }

@@ -172,7 +172,7 @@ impl Harness {
     pub fn datagram(&mut self, shard: usize, source: SocketAddr, bytes: &[u8]) {
         let rx = self.rx(Transport::Udp, source, None);
         let mut outs = Vec::new();
-        self.cores[shard].on_datagram(self.now_ms, bytes.to_vec(), rx, &mut outs);
+        let _ = self.cores[shard].on_datagram(self.now_ms, bytes.to_vec(), rx, &mut outs);
         self.carry(shard, outs);
         self.settle();
     }
@@ -187,7 +187,7 @@ impl Harness {
         };
         let rx = self.rx(Transport::Tcp, peer, Some(conn));
         let mut outs = Vec::new();
-        self.cores[shard].on_stream_message(self.now_ms, bytes.to_vec(), rx, &mut outs);
+        let _ = self.cores[shard].on_stream_message(self.now_ms, bytes.to_vec(), rx, &mut outs);
         self.carry(shard, outs);
         self.settle();
     }

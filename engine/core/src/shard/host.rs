@@ -54,7 +54,7 @@ impl ShardCore {
         let Some(w) = self.remote.answer(token) else {
             self.log(
                 LogLevel::Warn,
-                "an answer from another shard came for no waiting run (it timed out)",
+                "an answer from another shard came for no waiting run (it had passed its deadline)",
             );
             return;
         };
@@ -110,6 +110,9 @@ impl ShardCore {
                 ),
             },
             other => {
+                // The run finished without waiting after all (an action after the remote one
+                // failed the run, say): the operation is still carried out and its answer is
+                // logged as coming for no waiting run.
                 if let Some(token) = token {
                     self.remote.release(token);
                 }

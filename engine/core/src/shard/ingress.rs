@@ -35,12 +35,10 @@ pub(crate) fn admit<'h, 'b>(
 ) -> Option<Message<'h, 'b>> {
     let msg = match sip::parse_strict(bytes, headers, Framing::Datagram) {
         Ok(Status::Complete(m)) => m,
-        Ok(Status::Partial) => {
-            // A datagram or framed stream message always holds the whole message; a partial
-            // one is cut short (RFC 3261 §18.3: discard).
-            stats.parse_error("body_truncated");
-            return None;
-        }
+        // The transport hands over whole messages (a datagram, or what the stream framer
+        // cut out), so the parser does not answer `Partial` for them; were it to, there would
+        // be nothing to answer yet.
+        Ok(Status::Partial) => return None,
         Err(e) => {
             stats.parse_error(e.label());
             match e.verdict() {

@@ -111,20 +111,28 @@ impl ShardCore {
         self.remote.len()
     }
 
-    /// A datagram received by this shard (one whole message).
-    pub fn on_datagram(&mut self, now_ms: u64, bytes: Vec<u8>, rx: RxContext, outs: &mut Vec<Out>) {
-        self.on_message(now_ms, bytes, rx, outs);
+    /// A datagram received by this shard (one whole message). Returns whether it was processed
+    /// here (`false`: handed to its owner).
+    pub fn on_datagram(
+        &mut self,
+        now_ms: u64,
+        bytes: Vec<u8>,
+        rx: RxContext,
+        outs: &mut Vec<Out>,
+    ) -> bool {
+        self.on_message(now_ms, bytes, rx, outs)
     }
 
-    /// A message framed out of a stream this shard reads.
+    /// A message framed out of a stream this shard reads. Returns whether it was processed
+    /// here (`false`: handed to its owner).
     pub fn on_stream_message(
         &mut self,
         now_ms: u64,
         bytes: Vec<u8>,
         rx: RxContext,
         outs: &mut Vec<Out>,
-    ) {
-        self.on_message(now_ms, bytes, rx, outs);
+    ) -> bool {
+        self.on_message(now_ms, bytes, rx, outs)
     }
 
     /// The response to send before closing a stream that cannot be framed (`None` when the
@@ -147,7 +155,8 @@ impl ShardCore {
                 generation,
                 op,
             } => {
-                // The asker always gets an answer, so its waiting run never outlives this.
+                // Always answered, refusal included: the asker's waiting run ends on the answer
+                // instead of waiting for its deadline.
                 let result = if generation == cx.generation {
                     match op {
                         RemoteOp::Repo(op) => Some(core.repo_op(cx, op, outs)),
@@ -203,7 +212,13 @@ impl ShardCore {
             .min()
     }
 
-    fn on_message(&mut self, now_ms: u64, bytes: Vec<u8>, rx: RxContext, outs: &mut Vec<Out>) {
+    fn on_message(
+        &mut self,
+        now_ms: u64,
+        bytes: Vec<u8>,
+        rx: RxContext,
+        outs: &mut Vec<Out>,
+    ) -> bool {
         let owner = self.own.of_message(&bytes);
         if owner != self.own.me() {
             self.stats.forwarded_out.fetch_add(1, Relaxed);
@@ -211,9 +226,10 @@ impl ShardCore {
                 to: owner,
                 work: Work::Sip { bytes, rx },
             });
-            return;
+            return false;
         }
         self.with_config(now_ms, |core, cx| core.handle_sip(cx, &bytes, rx, outs));
+        true
     }
 
     fn handle_sip(&mut self, cx: Cx<'_>, bytes: &[u8], rx: RxContext, outs: &mut Vec<Out>) {

@@ -1,7 +1,9 @@
 //! Which shard owns an input. Every keyed piece of state (a repository item, and next a gateway
 //! session) lives on exactly one shard; an input reaching another shard is handed to the owner
 //! in one hop. The owner is either computed from a key all shards can hash (the Call-ID) or read
-//! from an id the owner itself minted (a `$uid` msgid carries its shard).
+//! from an id the owner itself minted (a `$uid` carries its shard; the repository keys items by
+//! Call-ID, so nothing routes by `$uid` yet: this is where ids such as MSRP session ids, which
+//! must name their shard, are read).
 
 use crate::route::UidGen;
 use sipshard_parser::sip;

@@ -2,8 +2,10 @@
 //! another shard owns (a `pull` of a Call-ID hashed elsewhere) suspends; the operation travels
 //! to the owner with a [`Token`], and the owner's answer carries the token back to resume the
 //! run. The waiting runs sit on a timing wheel keyed by their deadline, so the table is also
-//! its own timeout list: an answer that never comes (a lost message, an owner that could not
-//! run it) is noticed at the deadline, logged and counted, and the run is dropped, never kept.
+//! its own timeout list: an answer that never comes (a message between shards dropped at a full
+//! outbox, say) is noticed at the deadline, logged and counted, and the run is dropped, never
+//! kept. An answer that comes after the deadline finds no run and is logged: the owner has
+//! acted on it (a pull has run its route), only the asking run's continuation is lost.
 
 use super::boundary::Token;
 use crate::route::Suspended;
