@@ -27,6 +27,9 @@ Options (environment variable in brackets):
   --duration D       measured window                 [DURATION] (5s)
   --reps N           repetitions                     [REPS] (5)
   --idle S           idle measurement, seconds (0: skip) [IDLE] (20)
+  --cpu-rate R       also measure the server's CPU µs per request at this rate, below
+                     capacity, where the load generator's own scheduling matters less
+                     (0: skip) [CPU_RATE] (0)
   --no-pin           pin nothing (automatic with a single allowed CPU)
   -h, --help         this text
 EOF
@@ -34,6 +37,7 @@ EOF
 
 A="" B="" LOAD=${LOAD:-$ROOT/target/release/sipshard-load}
 RATE=${RATE:-250000} DURATION=${DURATION:-5s} REPS=${REPS:-5} IDLE=${IDLE:-20} PIN=1
+CPU_RATE=${CPU_RATE:-0}
 while [ $# -gt 0 ]; do
     case $1 in
         --a) A=$2; shift 2 ;;
@@ -43,6 +47,7 @@ while [ $# -gt 0 ]; do
         --duration) DURATION=$2; shift 2 ;;
         --reps) REPS=$2; shift 2 ;;
         --idle) IDLE=$2; shift 2 ;;
+        --cpu-rate) CPU_RATE=$2; shift 2 ;;
         --no-pin) PIN=0; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "capacity.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -54,7 +59,7 @@ echo "# $PINNING; offered $RATE/s for $DURATION, $REPS repetitions"
 
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-declare -A RATES=()
+declare -A RATES=() CPUS=()
 for rep in $(seq "$REPS"); do
     for name in a b; do
         dir=$A
@@ -76,6 +81,21 @@ for rep in $(seq "$REPS"); do
         r=$(python3 -c "import json; print(round(json.load(open('$OUT/run/summary.json'))['achieved_rate']))")
         RATES[$name]="${RATES[$name]:-} $r"
         echo "rep $rep build $name ($dir): answered $r/s (steal ticks during the run: $((steal1 - steal0)))"
+        [ "$CPU_RATE" -gt 0 ] || continue
+        port=$(free_port)
+        "${SPIN[@]}" "$dir/sipshard" serve -c "$ROOT/docs/examples/siprepo.toml" --port "$port" \
+            --shards 1 "${SHCORES[@]}" --no-control >"$OUT/server.log" 2>&1 &
+        pid=$!
+        wait_sip "$LOAD" "$port" "$pid" || exit 1
+        cpu0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+        "$LOAD" "127.0.0.1:$port" --scenario message --rate "$CPU_RATE" --duration "$DURATION" \
+            --timeout 2s --threads 1 "${LCORES[@]}" --out "$OUT/cpu" -q >/dev/null || true
+        cpu1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+        stop_pid "$pid"
+        sent=$(python3 -c "import json; print(json.load(open('$OUT/cpu/summary.json'))['sent'])")
+        us=$(awk -v t=$((cpu1 - cpu0)) -v n="$sent" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+        CPUS[$name]="${CPUS[$name]:-} $us"
+        echo "rep $rep build $name: CPU $us µs per request at $CPU_RATE/s ($sent sent)"
     done
 done
 median() {
@@ -85,6 +105,11 @@ median() {
 ma=$(echo "${RATES[a]}" | median)
 mb=$(echo "${RATES[b]}" | median)
 echo "median answered/s: a $ma, b $mb, b/a $(awk -v a="$ma" -v b="$mb" 'BEGIN { printf "%.2f", b / a }')"
+if [ "$CPU_RATE" -gt 0 ]; then
+    ca=$(echo "${CPUS[a]}" | median)
+    cb=$(echo "${CPUS[b]}" | median)
+    echo "median CPU µs per request at $CPU_RATE/s: a $ca, b $cb, b/a $(awk -v a="$ca" -v b="$cb" 'BEGIN { printf "%.2f", b / a }')"
+fi
 
 [ "$IDLE" -gt 0 ] || exit 0
 for name in a b; do
