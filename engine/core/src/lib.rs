@@ -12,7 +12,8 @@
 //! - [`wheel`]: the hierarchical timing wheel that holds a shard's deadlines.
 //! - [`route`]: the route language, compiled at load and interpreted per message.
 //! - [`config`]: the TOML config, CLI overrides, validation with file and line.
-//! - [`sip_write`]: responses, forwarded requests, reason phrases, To tags.
+//! - [`sip_write`]: responses, forwarded requests, ACKs, reason phrases, To tags.
+//! - [`transaction`]: SIP client and server transactions (RFC 3261 §17) on a timing wheel.
 //! - [`metrics`]: per-shard counters and their Prometheus text.
 //! - [`transport`]: the transports and how a received message names its origin.
 
@@ -24,5 +25,6 @@ pub mod repo;
 pub mod route;
 pub mod shard;
 pub mod sip_write;
+pub mod transaction;
 pub mod transport;
 pub mod wheel;

@@ -258,6 +258,48 @@ pub fn write_forward(
     out.extend_from_slice(&bytes[req.head_len()..]);
 }
 
+/// Writes the ACK for a non-2xx final `response` to the INVITE `req` (RFC 3261 §17.1.1.3): the
+/// INVITE's Request-URI, its top Via only, its Route headers, From, Call-ID and CSeq number, and
+/// the response's To (which carries the tag the ACK must echo). `false` when `req` is not a
+/// request or either lacks a header the ACK needs.
+pub fn write_ack(req: &Message<'_, '_>, response: &Message<'_, '_>, out: &mut Vec<u8>) -> bool {
+    let sipshard_parser::sip::StartLine::Request { uri, .. } = req.start_line() else {
+        return false;
+    };
+    let (Some(via), Some(from), Some(call_id), Some(cseq), Some(to)) = (
+        req.headers().iter().find(|h| h.kind == HeaderKind::Via),
+        req.headers().iter().find(|h| h.kind == HeaderKind::From),
+        req.call_id(),
+        req.cseq(),
+        response.headers().iter().find(|h| h.kind == HeaderKind::To),
+    ) else {
+        return false;
+    };
+    out.extend_from_slice(b"ACK ");
+    out.extend_from_slice(uri);
+    out.extend_from_slice(b" SIP/2.0\r\nVia: ");
+    let top = top_value_end(via.value).map_or(via.value, |end| &via.value[..end]);
+    out.extend_from_slice(top);
+    out.extend_from_slice(b"\r\n");
+    for h in req.headers().iter().filter(|h| h.kind == HeaderKind::Route) {
+        out.extend_from_slice(b"Route: ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in [("From", from.value), ("To", to.value), ("Call-ID", call_id)] {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    let _ = write!(
+        out,
+        "CSeq: {} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        cseq.number
+    );
+    true
+}
+
 /// The To tags a shard gives its responses: `ss<boot>.<shard>.<counter>` in hex, unique across
 /// the shards of a process and (by the boot prefix) across restarts.
 #[derive(Debug, Clone)]
