@@ -15,12 +15,14 @@
 //! - [`sip_write`]: responses, forwarded requests, ACKs, reason phrases, To tags.
 //! - [`transaction`]: SIP client and server transactions (RFC 3261 §17) on a timing wheel.
 //! - [`metrics`]: per-shard counters and their Prometheus text.
+//! - [`msrp`]: MSRP frames written, chunked messages reassembled.
 //! - [`transport`]: the transports and how a received message names its origin.
 
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod metrics;
+pub mod msrp;
 pub mod repo;
 pub mod route;
 pub mod shard;
