@@ -12,6 +12,7 @@
 //! - [`wheel`]: the hierarchical timing wheel that holds a shard's deadlines.
 //! - [`route`]: the route language, compiled at load and interpreted per message.
 //! - [`config`]: the TOML config, CLI overrides, validation with file and line.
+//! - [`sdp`]: the MSRP media of session descriptions, read and written.
 //! - [`sip_write`]: responses, forwarded requests, ACKs, reason phrases, To tags.
 //! - [`transaction`]: SIP client and server transactions (RFC 3261 §17) on a timing wheel.
 //! - [`metrics`]: per-shard counters and their Prometheus text.
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod msrp;
 pub mod repo;
 pub mod route;
+pub mod sdp;
 pub mod shard;
 pub mod sip_write;
 pub mod transaction;
