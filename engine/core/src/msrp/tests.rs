@@ -325,3 +325,239 @@ proptest! {
         prop_assert_eq!(done, vec![(b"msgA".to_vec(), a), (b"msgB".to_vec(), b)]);
     }
 }
+
+mod session {
+    use super::super::session::{MsgId, Session, SessionConfig, SessionEvent};
+    use super::super::write::Reports;
+    use super::{ALICE, BOB};
+    use proptest::prelude::*;
+    use sipshard_parser::msrp::{self, Framer, ReportRequest, EMPTY_HEADER};
+    use sipshard_parser::Status;
+
+    /// Feeds `bytes` (frames back to back) to `s`, read in pieces ending at `cuts`.
+    fn deliver(
+        s: &mut Session,
+        now: u64,
+        bytes: &[u8],
+        cuts: &[usize],
+        out: &mut Vec<Vec<u8>>,
+        events: &mut Vec<SessionEvent>,
+    ) {
+        let mut buf = Vec::new();
+        let mut framer = Framer::new(msrp::Limits::DEFAULT);
+        let mut ends: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        ends.push(bytes.len());
+        ends.sort_unstable();
+        let mut read = 0;
+        for end in ends {
+            if end <= read {
+                continue;
+            }
+            buf.extend_from_slice(&bytes[read..end]);
+            read = end;
+            loop {
+                let mut h = [EMPTY_HEADER; 16];
+                let f = match framer.parse(&buf, &mut h) {
+                    Ok(Status::Complete(f)) => f,
+                    Ok(Status::Partial) => break,
+                    Err(e) => panic!("{e}: {}", String::from_utf8_lossy(&buf)),
+                };
+                s.on_frame(now, &f, out, events);
+                let len = f.len;
+                buf.drain(..len);
+                framer.reset();
+            }
+        }
+        assert!(buf.is_empty());
+    }
+
+    fn pair() -> (Session, Session) {
+        let c = SessionConfig {
+            chunk_size: 100,
+            ..SessionConfig::default()
+        };
+        (
+            Session::new(c, ALICE, BOB, b"a"),
+            Session::new(c, BOB, ALICE, b"b"),
+        )
+    }
+
+    #[test]
+    fn a_chunked_message_is_received_whole_and_delivered_once() {
+        let (mut a, mut b) = pair();
+        let body: Vec<u8> = (0..350u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = Vec::new();
+        let m = a.send(0, b"text/plain", &body, &mut wire);
+        assert_eq!(wire.len(), 4, "chunks of 100");
+        let (mut back, mut got) = (Vec::new(), Vec::new());
+        deliver(
+            &mut b,
+            1,
+            &wire.concat(),
+            &[17, 230, 231],
+            &mut back,
+            &mut got,
+        );
+        let [SessionEvent::Received {
+            content_type,
+            body: got_body,
+            reports,
+            ..
+        }] = &got[..]
+        else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            (&content_type[..], got_body, *reports),
+            (&b"text/plain"[..], &body, Reports::default())
+        );
+        assert_eq!(back.len(), 4, "a 200 per chunk");
+        let mut done = Vec::new();
+        deliver(&mut a, 2, &back.concat(), &[], &mut Vec::new(), &mut done);
+        assert_eq!(done, vec![SessionEvent::Delivered(m)]);
+        assert_eq!(a.pending(), 0);
+        assert_eq!(a.poll_timeout(), None);
+    }
+
+    #[test]
+    fn an_unanswered_send_fails_with_408_after_30_s() {
+        let (mut a, _) = pair();
+        let m = a.send(1000, b"text/plain", b"hi", &mut Vec::new());
+        assert_eq!(a.poll_timeout(), Some(31_000));
+        let mut ev = Vec::new();
+        a.handle_timeout(30_999, &mut ev);
+        assert!(ev.is_empty());
+        a.handle_timeout(31_000, &mut ev);
+        assert_eq!(ev, vec![SessionEvent::Failed { msg: m, code: 408 }]);
+        assert_eq!(a.poll_timeout(), None);
+    }
+
+    #[test]
+    fn errors_reports_and_unknown_methods_get_the_rfcs_answers() {
+        let (mut a, mut b) = pair();
+        // A failure REPORT for our message fails it; a REPORT is never answered.
+        let mut wire = Vec::new();
+        let m = a.send(0, b"text/plain", b"hello", &mut wire);
+        let mut h = [EMPTY_HEADER; 16];
+        let Ok(Status::Complete(send)) = msrp::parse(&wire[0], &mut h, &msrp::Limits::DEFAULT)
+        else {
+            panic!()
+        };
+        let mut rep = Vec::new();
+        assert!(b.report(
+            send.message_id().unwrap(),
+            5,
+            Reports::default(),
+            404,
+            b"Not Found",
+            &mut rep
+        ));
+        // A success report is sent only when asked for.
+        assert!(!b.report(b"x123", 5, Reports::default(), 200, b"OK", &mut Vec::new()));
+        let (mut back, mut ev) = (Vec::new(), Vec::new());
+        deliver(&mut a, 1, &rep.concat(), &[], &mut back, &mut ev);
+        assert!(back.is_empty(), "REPORT is never answered");
+        assert_eq!(ev, vec![SessionEvent::Failed { msg: m, code: 404 }]);
+        // Unknown method: 501. Failure-Report: no: nothing at all.
+        let other = b"MSRP zz99 FOO\r\nTo-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\nFrom-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n-------zz99$\r\n";
+        let (mut back, mut ev) = (Vec::new(), Vec::new());
+        deliver(&mut b, 1, other, &[], &mut back, &mut ev);
+        assert!(
+            back[0].starts_with(b"MSRP zz99 501 "),
+            "{}",
+            String::from_utf8_lossy(&back[0])
+        );
+        let quiet = b"MSRP zz98 SEND\r\nTo-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\nFrom-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\nMessage-ID: q123\r\nByte-Range: 1-2/2\r\nFailure-Report: no\r\nContent-Type: text/plain\r\n\r\nhi\r\n-------zz98$\r\n";
+        let (mut back, mut ev) = (Vec::new(), Vec::new());
+        deliver(&mut b, 1, quiet, &[], &mut back, &mut ev);
+        assert!(back.is_empty());
+        assert!(
+            matches!(&ev[0], SessionEvent::Received { body, reports, .. }
+            if body == b"hi" && reports.failure == ReportRequest::No)
+        );
+        // Too large: 413.
+        let big = b"MSRP zz97 SEND\r\nTo-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\nFrom-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\nMessage-ID: q124\r\nByte-Range: 1-2/99999999\r\nContent-Type: text/plain\r\n\r\nhi\r\n-------zz97+\r\n";
+        let (mut back, mut ev) = (Vec::new(), Vec::new());
+        deliver(&mut b, 1, big, &[], &mut back, &mut ev);
+        assert!(back[0].starts_with(b"MSRP zz97 413 "));
+        assert!(ev.is_empty());
+        // Closing fails what is still unanswered, once.
+        let m2 = a.send(2, b"text/plain", b"later", &mut Vec::new());
+        let mut ev = Vec::new();
+        a.close(481, &mut ev);
+        a.close(481, &mut ev);
+        assert_eq!(ev, vec![SessionEvent::Failed { msg: m2, code: 481 }]);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        AtoB(usize),
+        BtoA(usize),
+        Flush { cuts: Vec<usize> },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0..700usize).prop_map(Op::AtoB),
+            3 => (0..700usize).prop_map(Op::BtoA),
+            2 => prop::collection::vec(any::<usize>(), 0..8).prop_map(|cuts| Op::Flush { cuts }),
+        ]
+    }
+
+    proptest! {
+        /// Two sessions back to back over a reliable stream read in random pieces: every
+        /// message either side sends arrives whole exactly once and is delivered exactly once.
+        #[test]
+        fn every_message_arrives_once_and_is_delivered_once(ops in prop::collection::vec(op(), 1..60)) {
+            let (mut a, mut b) = pair();
+            let (mut a_out, mut b_out) = (Vec::new(), Vec::new());
+            let (mut a_ev, mut b_ev) = (Vec::new(), Vec::new());
+            let (mut a_sent, mut b_sent) = (Vec::new(), Vec::new());
+            let mut n = 0u8;
+            let flush = |a: &mut Session, b: &mut Session, a_out: &mut Vec<Vec<u8>>, b_out: &mut Vec<Vec<u8>>,
+                             a_ev: &mut Vec<SessionEvent>, b_ev: &mut Vec<SessionEvent>, cuts: &[usize]| {
+                // Until both sides are quiet: answers produce nothing further.
+                for _ in 0..4 {
+                    let to_b = std::mem::take(a_out).concat();
+                    let to_a = std::mem::take(b_out).concat();
+                    deliver(b, 5, &to_b, cuts, b_out, b_ev);
+                    deliver(a, 5, &to_a, cuts, a_out, a_ev);
+                }
+            };
+            for op in &ops {
+                match op {
+                    Op::AtoB(len) | Op::BtoA(len) => {
+                        n = n.wrapping_add(1);
+                        let body: Vec<u8> = (0..*len).map(|i| (i as u8) ^ n).collect();
+                        if matches!(op, Op::AtoB(_)) {
+                            let m = a.send(0, b"text/plain", &body, &mut a_out);
+                            a_sent.push((m, body));
+                        } else {
+                            let m = b.send(0, b"text/plain", &body, &mut b_out);
+                            b_sent.push((m, body));
+                        }
+                    }
+                    Op::Flush { cuts } => flush(&mut a, &mut b, &mut a_out, &mut b_out, &mut a_ev, &mut b_ev, cuts),
+                }
+            }
+            flush(&mut a, &mut b, &mut a_out, &mut b_out, &mut a_ev, &mut b_ev, &[]);
+            for (sent, sender_ev, receiver_ev) in [(&a_sent, &a_ev, &b_ev), (&b_sent, &b_ev, &a_ev)] {
+                let received: Vec<&Vec<u8>> = receiver_ev.iter().filter_map(|e| match e {
+                    SessionEvent::Received { body, .. } => Some(body),
+                    _ => None,
+                }).collect();
+                let bodies: Vec<&Vec<u8>> = sent.iter().map(|(_, b)| b).collect();
+                prop_assert_eq!(received, bodies);
+                let mut delivered: Vec<MsgId> = sender_ev.iter().filter_map(|e| match e {
+                    SessionEvent::Delivered(m) => Some(*m),
+                    _ => None,
+                }).collect();
+                delivered.sort();
+                let mut ids: Vec<MsgId> = sent.iter().map(|(m, _)| *m).collect();
+                ids.sort();
+                prop_assert_eq!(delivered, ids);
+            }
+            prop_assert_eq!(a.pending() + b.pending(), 0);
+        }
+    }
+}
