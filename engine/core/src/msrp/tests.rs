@@ -412,8 +412,19 @@ mod session {
             (&b"text/plain"[..], &body, Reports::default())
         );
         assert_eq!(back.len(), 4, "a 200 per chunk");
+        // Delivered at the last chunk's 200, not before, and once.
         let mut done = Vec::new();
-        deliver(&mut a, 2, &back.concat(), &[], &mut Vec::new(), &mut done);
+        deliver(
+            &mut a,
+            2,
+            &back[..3].concat(),
+            &[],
+            &mut Vec::new(),
+            &mut done,
+        );
+        assert!(done.is_empty());
+        assert_eq!(a.pending(), 1);
+        deliver(&mut a, 2, &back[3], &[], &mut Vec::new(), &mut done);
         assert_eq!(done, vec![SessionEvent::Delivered(m)]);
         assert_eq!(a.pending(), 0);
         assert_eq!(a.poll_timeout(), None);
