@@ -6,6 +6,8 @@
 //! must name their shard, are read).
 
 use crate::route::UidGen;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use sipshard_parser::sip;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -67,6 +69,70 @@ impl Ownership {
     }
 }
 
+/// Random bits in an MSRP session id (RFC 4975 §14.1 asks for at least 80 unguessable bits).
+const SESSION_ID_RANDOM_BITS: usize = 120;
+
+/// Makes MSRP session ids that name their shard: `<shard in hex>x<120 random bits in base 32>`
+/// (RFC 4975's `session-id` allows letters and digits), so a frame read by any shard reaches
+/// the owner of its session in one hop.
+pub struct SessionIds {
+    shard: u16,
+    rng: StdRng,
+}
+
+impl std::fmt::Debug for SessionIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionIds")
+            .field("shard", &self.shard)
+            .finish()
+    }
+}
+
+impl SessionIds {
+    /// Ids for `shard`, from a CSPRNG (ChaCha12) seeded with `seed`, which the driver draws
+    /// from the operating system.
+    pub fn new(shard: u16, seed: [u8; 32]) -> SessionIds {
+        SessionIds {
+            shard,
+            rng: StdRng::from_seed(seed),
+        }
+    }
+
+    /// A fresh session id.
+    pub fn new_id(&mut self) -> String {
+        const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+        let mut bits = [0u8; SESSION_ID_RANDOM_BITS / 8];
+        self.rng.fill_bytes(&mut bits);
+        let mut id = format!("{:x}x", self.shard);
+        let mut acc = 0u32;
+        let mut n = 0;
+        for b in bits {
+            acc = (acc << 8) | u32::from(b);
+            n += 8;
+            while n >= 5 {
+                n -= 5;
+                id.push(ALPHABET[((acc >> n) & 31) as usize] as char);
+            }
+        }
+        id
+    }
+}
+
+impl Ownership {
+    /// The shard an MSRP session id made by [`SessionIds`] names, when it names one of ours.
+    pub fn of_session_id(&self, id: &[u8]) -> Option<usize> {
+        let x = id.iter().position(|&c| c == b'x')?;
+        let (hex, rest) = (&id[..x], &id[x + 1..]);
+        if hex.is_empty() || hex.len() > 4 || rest.len() != SESSION_ID_RANDOM_BITS / 5 {
+            return None;
+        }
+        let shard = std::str::from_utf8(hex)
+            .ok()
+            .and_then(|h| usize::from_str_radix(h, 16).ok())?;
+        (shard < self.shards).then_some(shard)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +156,29 @@ mod tests {
         let one = Ownership::new(0, 1, seed, 7);
         assert_eq!(one.of_callid(b"anything"), 0);
         assert_eq!(one.of_message(b"OPTIONS sip:a SIP/2.0\r\n\r\n"), 0);
+    }
+
+    #[test]
+    fn a_session_id_names_its_shard_and_is_unguessable() {
+        let own = Ownership::new(0, 300, RandomState::new(), 1);
+        let mut ids = SessionIds::new(258, [7; 32]);
+        let a = ids.new_id();
+        let b = ids.new_id();
+        assert_ne!(a, b);
+        assert!(a.starts_with("102x") && a.len() == 4 + 24, "{a}");
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert_eq!(own.of_session_id(a.as_bytes()), Some(258));
+        // Another seed, other ids; ids of a shard we do not have, or not ours at all, name none.
+        assert_ne!(SessionIds::new(258, [8; 32]).new_id(), a);
+        assert_eq!(
+            own.of_session_id(SessionIds::new(300, [7; 32]).new_id().as_bytes()),
+            None
+        );
+        for bad in ["", "x", "zzx", "1xabc", "iau39soe2843z"] {
+            assert_eq!(own.of_session_id(bad.as_bytes()), None, "{bad}");
+        }
     }
 
     #[test]
