@@ -15,6 +15,7 @@
 //! - [`sdp`]: the MSRP media of session descriptions, read and written.
 //! - [`sip_write`]: responses, forwarded requests, ACKs, reason phrases, To tags.
 //! - [`transaction`]: SIP client and server transactions (RFC 3261 §17) on a timing wheel.
+//! - [`dialog`]: SIP dialogs (RFC 3261 §12) from either side, and the requests sent in one.
 //! - [`metrics`]: per-shard counters and their Prometheus text.
 //! - [`msrp`]: MSRP frames written, chunked messages reassembled.
 //! - [`transport`]: the transports and how a received message names its origin.
@@ -22,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod dialog;
 pub mod metrics;
 pub mod msrp;
 pub mod repo;
