@@ -16,6 +16,7 @@
 //! - [`sip_write`]: responses, forwarded requests, ACKs, reason phrases, To tags.
 //! - [`transaction`]: SIP client and server transactions (RFC 3261 §17) on a timing wheel.
 //! - [`dialog`]: SIP dialogs (RFC 3261 §12) from either side, and the requests sent in one.
+//! - [`gateway`]: the SIP/MSRP gateway's state (its message queue so far).
 //! - [`metrics`]: per-shard counters and their Prometheus text.
 //! - [`msrp`]: MSRP frames written, chunked messages reassembled.
 //! - [`transport`]: the transports and how a received message names its origin.
@@ -24,6 +25,7 @@
 
 pub mod config;
 pub mod dialog;
+pub mod gateway;
 pub mod metrics;
 pub mod msrp;
 pub mod repo;
