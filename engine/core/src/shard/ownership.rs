@@ -48,6 +48,11 @@ impl Ownership {
         if self.shards <= 1 {
             return 0;
         }
+        // A Call-ID a shard minted for a request of its own names that shard, so the answers
+        // and the far side's requests in that dialog come back to it.
+        if let Some(shard) = minted_shard(callid).filter(|&s| s < self.shards) {
+            return shard;
+        }
         (self.hasher.hash_one(callid) % self.shards as u64) as usize
     }
 
@@ -72,27 +77,28 @@ impl Ownership {
 /// Random bits in an MSRP session id (RFC 4975 §14.1 asks for at least 80 unguessable bits).
 const SESSION_ID_RANDOM_BITS: usize = 120;
 
-/// Makes MSRP session ids that name their shard: `<shard in hex>x<120 random bits in base 32>`
-/// (RFC 4975's `session-id` allows letters and digits), so a frame read by any shard reaches
-/// the owner of its session in one hop.
-pub struct SessionIds {
+/// Mints the ids a shard hands out that must be unguessable and, for some, name the shard:
+/// MSRP session ids `<shard in hex>x<120 random bits in base 32>` (RFC 4975's `session-id`
+/// allows letters and digits), so a frame read by any shard reaches the owner of its session in
+/// one hop; Call-IDs of the requests the shard originates, likewise; and branches.
+pub struct IdMint {
     shard: u16,
     rng: StdRng,
 }
 
-impl std::fmt::Debug for SessionIds {
+impl std::fmt::Debug for IdMint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionIds")
+        f.debug_struct("IdMint")
             .field("shard", &self.shard)
             .finish()
     }
 }
 
-impl SessionIds {
+impl IdMint {
     /// Ids for `shard`, from a CSPRNG (ChaCha12) seeded with `seed`, which the driver draws
     /// from the operating system.
-    pub fn new(shard: u16, seed: [u8; 32]) -> SessionIds {
-        SessionIds {
+    pub fn new(shard: u16, seed: [u8; 32]) -> IdMint {
+        IdMint {
             shard,
             rng: StdRng::from_seed(seed),
         }
@@ -100,10 +106,31 @@ impl SessionIds {
 
     /// A fresh session id.
     pub fn new_id(&mut self) -> String {
+        let mut id = format!("{:x}x", self.shard);
+        self.push_random(&mut id);
+        id
+    }
+
+    /// A fresh Call-ID for a request this shard originates: `sg<shard in hex>.<random>`, which
+    /// [`Ownership::of_callid`] maps back to this shard.
+    pub fn call_id(&mut self) -> String {
+        let mut id = format!("{CALL_ID_PREFIX}{:x}.", self.shard);
+        self.push_random(&mut id);
+        id
+    }
+
+    /// A fresh RFC 3261 branch (`z9hG4bK` and 120 random bits).
+    pub fn branch(&mut self) -> String {
+        let mut b = String::from("z9hG4bK");
+        self.push_random(&mut b);
+        b
+    }
+
+    /// Appends 120 random bits in base 32 (letters and digits).
+    fn push_random(&mut self, id: &mut String) {
         const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
         let mut bits = [0u8; SESSION_ID_RANDOM_BITS / 8];
         self.rng.fill_bytes(&mut bits);
-        let mut id = format!("{:x}x", self.shard);
         let mut acc = 0u32;
         let mut n = 0;
         for b in bits {
@@ -114,12 +141,27 @@ impl SessionIds {
                 id.push(ALPHABET[((acc >> n) & 31) as usize] as char);
             }
         }
-        id
     }
 }
 
+/// How the Call-IDs a shard mints begin.
+const CALL_ID_PREFIX: &str = "sg";
+
+/// The shard in a Call-ID minted by [`IdMint::call_id`].
+fn minted_shard(callid: &[u8]) -> Option<usize> {
+    let rest = callid.strip_prefix(CALL_ID_PREFIX.as_bytes())?;
+    let dot = rest.iter().position(|&c| c == b'.')?;
+    let (hex, random) = (&rest[..dot], &rest[dot + 1..]);
+    if hex.is_empty() || hex.len() > 4 || random.len() != SESSION_ID_RANDOM_BITS / 5 {
+        return None;
+    }
+    std::str::from_utf8(hex)
+        .ok()
+        .and_then(|h| usize::from_str_radix(h, 16).ok())
+}
+
 impl Ownership {
-    /// The shard an MSRP session id made by [`SessionIds`] names, when it names one of ours.
+    /// The shard an MSRP session id made by [`IdMint`] names, when it names one of ours.
     pub fn of_session_id(&self, id: &[u8]) -> Option<usize> {
         let x = id.iter().position(|&c| c == b'x')?;
         let (hex, rest) = (&id[..x], &id[x + 1..]);
@@ -161,7 +203,7 @@ mod tests {
     #[test]
     fn a_session_id_names_its_shard_and_is_unguessable() {
         let own = Ownership::new(0, 300, RandomState::new(), 1);
-        let mut ids = SessionIds::new(258, [7; 32]);
+        let mut ids = IdMint::new(258, [7; 32]);
         let a = ids.new_id();
         let b = ids.new_id();
         assert_ne!(a, b);
@@ -171,14 +213,31 @@ mod tests {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
         assert_eq!(own.of_session_id(a.as_bytes()), Some(258));
         // Another seed, other ids; ids of a shard we do not have, or not ours at all, name none.
-        assert_ne!(SessionIds::new(258, [8; 32]).new_id(), a);
+        assert_ne!(IdMint::new(258, [8; 32]).new_id(), a);
         assert_eq!(
-            own.of_session_id(SessionIds::new(300, [7; 32]).new_id().as_bytes()),
+            own.of_session_id(IdMint::new(300, [7; 32]).new_id().as_bytes()),
             None
         );
         for bad in ["", "x", "zzx", "1xabc", "iau39soe2843z"] {
             assert_eq!(own.of_session_id(bad.as_bytes()), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_minted_call_id_routes_to_its_shard_and_others_hash() {
+        let own = Ownership::new(0, 4, RandomState::new(), 1);
+        let mut ids = IdMint::new(3, [1; 32]);
+        for _ in 0..20 {
+            let c = ids.call_id();
+            assert_eq!(own.of_callid(c.as_bytes()), 3, "{c}");
+            let msg = format!("BYE sip:a SIP/2.0\r\nCall-ID: {c}\r\n\r\n");
+            assert_eq!(own.of_message(msg.as_bytes()), 3);
+        }
+        // A look-alike for a shard we do not have hashes like any other Call-ID.
+        let beyond = IdMint::new(9, [1; 32]).call_id();
+        assert!(own.of_callid(beyond.as_bytes()) < 4);
+        let b = ids.branch();
+        assert!(b.starts_with("z9hG4bK") && b.len() == 7 + 24);
     }
 
     #[test]
