@@ -258,6 +258,82 @@ pub fn write_forward(
     out.extend_from_slice(&bytes[req.head_len()..]);
 }
 
+/// An out-of-dialog request this server originates (a gateway MESSAGE or INVITE).
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// `MESSAGE`, `INVITE`...
+    pub method: &'a str,
+    /// The Request-URI.
+    pub uri: &'a [u8],
+    /// The From value without tag (`"Alice" <sip:alice@example.com>`).
+    pub from: &'a [u8],
+    /// Our From tag.
+    pub from_tag: &'a [u8],
+    /// The To value (no tag: the request starts a dialog or stands alone).
+    pub to: &'a [u8],
+    /// The Call-ID.
+    pub call_id: &'a [u8],
+    /// The CSeq number.
+    pub cseq: u32,
+    /// Our Via: transport (`UDP`, `TCP`) and sent-by.
+    pub via: (&'a str, SocketAddr),
+    /// The branch (`z9hG4bK...`).
+    pub branch: &'a [u8],
+    /// Route header values, in order (an outbound proxy: `<sip:proxy;lr>`).
+    pub route: &'a [&'a [u8]],
+    /// Contact URI, for requests that carry one (INVITE).
+    pub contact: Option<&'a [u8]>,
+    /// Further header lines, each `Name: value` without CRLF.
+    pub extra: &'a [&'a [u8]],
+    /// The body's type; `None` with an empty body.
+    pub content_type: Option<&'a [u8]>,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// Writes `r` (RFC 3261 §8.1.1: the mandatory headers, Max-Forwards 70, Content-Length).
+pub fn write_request(r: &Request<'_>, out: &mut Vec<u8>) {
+    let _ = write!(out, "{} ", r.method);
+    out.extend_from_slice(r.uri);
+    let _ = write!(
+        out,
+        " SIP/2.0\r\nVia: SIP/2.0/{} {};branch=",
+        r.via.0, r.via.1
+    );
+    out.extend_from_slice(r.branch);
+    out.extend_from_slice(b"\r\nMax-Forwards: 70\r\n");
+    for route in r.route {
+        out.extend_from_slice(b"Route: ");
+        out.extend_from_slice(route);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"From: ");
+    out.extend_from_slice(r.from);
+    out.extend_from_slice(b";tag=");
+    out.extend_from_slice(r.from_tag);
+    out.extend_from_slice(b"\r\nTo: ");
+    out.extend_from_slice(r.to);
+    out.extend_from_slice(b"\r\nCall-ID: ");
+    out.extend_from_slice(r.call_id);
+    let _ = write!(out, "\r\nCSeq: {} {}\r\n", r.cseq, r.method);
+    if let Some(c) = r.contact {
+        out.extend_from_slice(b"Contact: <");
+        out.extend_from_slice(c);
+        out.extend_from_slice(b">\r\n");
+    }
+    for line in r.extra {
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let (Some(ct), false) = (r.content_type, r.body.is_empty()) {
+        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(ct);
+        out.extend_from_slice(b"\r\n");
+    }
+    let _ = write!(out, "Content-Length: {}\r\n\r\n", r.body.len());
+    out.extend_from_slice(r.body);
+}
+
 /// Writes the ACK for a non-2xx final `response` to the INVITE `req` (RFC 3261 §17.1.1.3): the
 /// INVITE's Request-URI, its top Via only, its Route headers, From, Call-ID and CSeq number, and
 /// the response's To (which carries the tag the ACK must echo). `false` when `req` is not a
@@ -487,6 +563,43 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(resp.to_tag(), Some(&b"tt"[..]));
         assert_eq!(resp.branch(), Some(&b"z9hG4bK1"[..]));
         assert!(resp.header("Warning").unwrap().starts_with(b"399 sipshard"));
+    }
+
+    #[test]
+    fn a_request_we_originate_is_valid_sip() {
+        let mut out = Vec::new();
+        write_request(
+            &Request {
+                method: "MESSAGE",
+                uri: b"sip:bob@example.com",
+                from: b"\"Alice\" <sip:alice@example.com>",
+                from_tag: b"f1",
+                to: b"<sip:bob@example.com>",
+                call_id: b"sg1.abc",
+                cseq: 1,
+                via: ("UDP", "192.0.2.1:5060".parse().unwrap()),
+                branch: b"z9hG4bKxyz",
+                route: &[b"<sip:proxy.example.com;lr>"],
+                contact: None,
+                extra: &[b"Expires: 60"],
+                content_type: Some(b"text/plain"),
+                body: b"hello\r\n------- no end-line here",
+            },
+            &mut out,
+        );
+        let mut h = [EMPTY_HEADER; 16];
+        let m = parse(&out, &mut h, Framing::Datagram)
+            .unwrap()
+            .complete()
+            .unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.method(), Some(&b"MESSAGE"[..]));
+        assert_eq!(m.branch(), Some(&b"z9hG4bKxyz"[..]));
+        assert_eq!(m.from_tag(), Some(&b"f1"[..]));
+        assert_eq!(m.to_tag(), None);
+        assert_eq!(m.routes().count(), 1);
+        assert_eq!(m.body(), &b"hello\r\n------- no end-line here"[..]);
+        assert_eq!(m.header("Expires"), Some(&b"60"[..]));
     }
 
     #[test]
