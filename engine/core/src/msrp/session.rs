@@ -160,7 +160,13 @@ impl Session {
             write::chunks(body.len(), self.config.chunk_size).collect();
         let n = parts.len();
         for (i, (off, len)) in parts.into_iter().enumerate() {
-            let tid = self.id(b't');
+            // RFC 4975 §7.1: the body must not hold the end-line; a transaction id it holds
+            // (after CRLF and seven dashes) is passed over for the next.
+            let chunk = &body[off..off + len];
+            let mut tid = self.id(b't');
+            while holds_end_line(chunk, &tid) {
+                tid = self.id(b't');
+            }
             let mut bytes = Vec::with_capacity(len + 256);
             write::write_send(
                 &Chunk {
@@ -171,7 +177,7 @@ impl Session {
                     start: off as u64 + 1,
                     total: body.len() as u64,
                     content_type,
-                    body: &body[off..off + len],
+                    body: chunk,
                     flag: if i + 1 == n {
                         sipshard_parser::msrp::Flag::Complete
                     } else {
@@ -388,6 +394,14 @@ fn wants_response(frame: &Frame<'_, '_>, code: u16) -> bool {
         Some(Ok(ReportRequest::Partial)) => code != 200,
         _ => true,
     }
+}
+
+/// Whether `body` holds the end-line of transaction `tid` (`CRLF "-------" tid`).
+fn holds_end_line(body: &[u8], tid: &[u8]) -> bool {
+    let mut needle = Vec::with_capacity(9 + tid.len());
+    needle.extend_from_slice(b"\r\n-------");
+    needle.extend_from_slice(tid);
+    memchr::memmem::find(body, &needle).is_some()
 }
 
 /// A fresh buffer appended to `out`, for one frame.

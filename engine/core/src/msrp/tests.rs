@@ -431,6 +431,18 @@ mod session {
     }
 
     #[test]
+    fn a_body_holding_end_lines_arrives_intact() {
+        let (mut a, mut b) = pair();
+        // Lines of seven dashes, and the very end-line the next transaction id would have.
+        let body = b"before\r\n-------\r\n-------at20$\r\n-------at20+\r\nafter".to_vec();
+        let mut wire = Vec::new();
+        a.send(0, b"text/plain", &body, &mut wire);
+        let (mut back, mut got) = (Vec::new(), Vec::new());
+        deliver(&mut b, 1, &wire.concat(), &[3], &mut back, &mut got);
+        assert!(matches!(&got[..], [SessionEvent::Received { body: b2, .. }] if *b2 == body));
+    }
+
+    #[test]
     fn an_unanswered_send_fails_with_408_after_30_s() {
         let (mut a, _) = pair();
         let m = a.send(1000, b"text/plain", b"hi", &mut Vec::new());
