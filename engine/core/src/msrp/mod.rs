@@ -1,6 +1,8 @@
 //! MSRP (RFC 4975) above the parser: writing frames ([`write`]), reassembling chunked messages
-//! ([`reassembly`]), and one session's endpoint ([`session`]), on which the gateway builds.
+//! ([`reassembly`]), one session's endpoint ([`session`]), and a shard's sessions bound to
+//! their connections ([`endpoint`]), on which the gateway builds.
 
+pub mod endpoint;
 pub mod reassembly;
 pub mod session;
 pub mod write;

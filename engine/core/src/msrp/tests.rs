@@ -584,3 +584,124 @@ mod session {
         }
     }
 }
+
+mod endpoint {
+    use super::super::endpoint::{session_id_of, Endpoint, EndpointEvent, FrameFate};
+    use super::super::session::{Session, SessionConfig, SessionEvent};
+    use super::{ALICE, BOB};
+    use sipshard_parser::msrp::{self, EMPTY_HEADER};
+    use sipshard_parser::Status;
+
+    fn frame_of(bytes: &[u8], f: impl FnOnce(&msrp::Frame<'_, '_>)) {
+        let mut h = [EMPTY_HEADER; 16];
+        let Ok(Status::Complete(fr)) = msrp::parse(bytes, &mut h, &msrp::Limits::DEFAULT) else {
+            panic!("{}", String::from_utf8_lossy(bytes));
+        };
+        f(&fr)
+    }
+
+    #[test]
+    fn session_ids_come_from_the_uri_path() {
+        assert_eq!(session_id_of(BOB), Some(&b"9di4eae923wzd"[..]));
+        assert_eq!(session_id_of(b"msrps://h:1/x9;tcp"), Some(&b"x9"[..]));
+        assert_eq!(session_id_of(b"msrp://h:1/;tcp"), None);
+        assert_eq!(session_id_of(b"sip:h"), None);
+    }
+
+    #[test]
+    fn a_session_is_bound_to_the_first_connection_and_ends_with_it() {
+        // Bob's endpoint holds the session Alice sends to.
+        let mut bob: Endpoint<u32> = Endpoint::new(b"msrp://bob.example.com:8888/x;tcp");
+        bob.add(
+            b"9di4eae923wzd",
+            Session::new(SessionConfig::default(), BOB, ALICE, b"b"),
+            None,
+        );
+        let mut alice = Session::new(SessionConfig::default(), ALICE, BOB, b"a");
+        let mut wire = Vec::new();
+        alice.send(0, b"text/plain", b"hi", &mut wire);
+        let (mut out, mut ev) = (Vec::new(), Vec::new());
+        frame_of(&wire[0], |f| {
+            assert_eq!(bob.on_frame(1, 7, f, &mut out, &mut ev), FrameFate::Taken)
+        });
+        assert!(out[0].starts_with(b"MSRP "), "200");
+        assert!(matches!(
+            &ev[..],
+            [EndpointEvent {
+                event: SessionEvent::Received { .. },
+                ..
+            }]
+        ));
+        assert_eq!(bob.connection(b"9di4eae923wzd"), Some(7));
+        // The same session from another connection: 506, and nothing reaches the session.
+        let mut wire = Vec::new();
+        alice.send(2, b"text/plain", b"again", &mut wire);
+        let (mut out, mut ev) = (Vec::new(), Vec::new());
+        frame_of(&wire[0], |f| {
+            assert_eq!(
+                bob.on_frame(3, 8, f, &mut out, &mut ev),
+                FrameFate::OtherConnection
+            )
+        });
+        assert!(
+            out[0].windows(4).any(|w| w == b" 506"),
+            "{}",
+            String::from_utf8_lossy(&out[0])
+        );
+        assert!(ev.is_empty());
+        // A session nobody has: 481.
+        let stranger = Session::new(
+            SessionConfig::default(),
+            ALICE,
+            b"msrp://bob.example.com:8888/nosuch;tcp",
+            b"s",
+        );
+        let mut stranger = stranger;
+        let mut wire = Vec::new();
+        stranger.send(0, b"text/plain", b"x", &mut wire);
+        let (mut out, mut ev) = (Vec::new(), Vec::new());
+        frame_of(&wire[0], |f| {
+            assert_eq!(bob.on_frame(3, 7, f, &mut out, &mut ev), FrameFate::Unknown)
+        });
+        assert!(out[0].windows(4).any(|w| w == b" 481"));
+        // The connection closes: the session ends, failing what it had not delivered.
+        let sent =
+            bob.session(b"9di4eae923wzd")
+                .unwrap()
+                .send(4, b"text/plain", b"late", &mut Vec::new());
+        let mut ev = Vec::new();
+        assert_eq!(
+            bob.on_connection_closed(7, &mut ev),
+            vec![b"9di4eae923wzd".to_vec()]
+        );
+        assert_eq!(
+            ev,
+            vec![EndpointEvent {
+                session: b"9di4eae923wzd".to_vec(),
+                event: SessionEvent::Failed {
+                    msg: sent,
+                    code: 481
+                }
+            }]
+        );
+        assert!(bob.is_empty());
+    }
+
+    #[test]
+    fn a_session_timer_fires_through_the_endpoint() {
+        let mut e: Endpoint<u32> = Endpoint::new(b"msrp://h:1/x;tcp");
+        e.add(
+            b"s1",
+            Session::new(SessionConfig::default(), ALICE, BOB, b"a"),
+            Some(1),
+        );
+        let m = e
+            .session(b"s1")
+            .unwrap()
+            .send(10, b"text/plain", b"x", &mut Vec::new());
+        assert_eq!(e.session_timeout(b"s1"), Some(30_010));
+        let mut ev = Vec::new();
+        e.handle_session_timeout(b"s1", 30_010, &mut ev);
+        assert_eq!(ev[0].event, SessionEvent::Failed { msg: m, code: 408 });
+    }
+}
