@@ -1,7 +1,7 @@
 //! SIP dialogs (RFC 3261 §12): the state two user agents share once an INVITE is answered —
 //! Call-ID, tags, CSeq numbers, the route set and the remote target — built from either side
 //! (we sent the INVITE, or we answered it), and the requests sent within one (ACK for a 2xx,
-//! BYE, a re-INVITE's answer) written from it. Owns bytes, borrows nothing: a dialog outlives
+//! BYE) written from it. Owns bytes, borrows nothing: a dialog outlives
 //! the messages that made it.
 
 use sipshard_parser::sip::{HeaderKind, Message, NameAddrs};
@@ -73,14 +73,15 @@ fn without_tag(value: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The URIs of every value of the headers of `kind`, in order.
-fn uris(msg: &Message<'_, '_>, kind: HeaderKind) -> Vec<Vec<u8>> {
+/// The URIs of every value of the headers of `kind`, in order; an error when one does not
+/// parse (a route set with a hop left out would skip a proxy).
+fn uris(msg: &Message<'_, '_>, kind: HeaderKind) -> Result<Vec<Vec<u8>>, DialogError> {
     msg.headers()
         .iter()
         .filter(|h| h.kind == kind)
         .flat_map(|h| NameAddrs::new(h.value))
-        .filter_map(Result::ok)
         .map(|na| {
+            let na = na.map_err(|_| DialogError::Missing("a well-formed Record-Route"))?;
             // Keep the name-addr form (with `<>`), so parameters stay with the URI.
             let mut v = Vec::with_capacity(na.uri.raw.len() + 2);
             v.push(b'<');
@@ -90,7 +91,7 @@ fn uris(msg: &Message<'_, '_>, kind: HeaderKind) -> Vec<Vec<u8>> {
                 v.push(b';');
                 v.extend_from_slice(na.params);
             }
-            v
+            Ok(v)
         })
         .collect()
 }
@@ -116,7 +117,7 @@ impl Dialog {
             .contacts()
             .next()
             .ok_or(DialogError::Missing("Contact"))?;
-        let mut route_set = uris(response, HeaderKind::RecordRoute);
+        let mut route_set = uris(response, HeaderKind::RecordRoute)?;
         route_set.reverse();
         Ok(Dialog {
             role: Role::Uac,
@@ -155,7 +156,7 @@ impl Dialog {
             remote_uri: without_tag(header(invite, HeaderKind::From).unwrap_or_default()),
             local_seq: 0,
             remote_seq: Some(invite.cseq().ok_or(DialogError::Missing("CSeq"))?.number),
-            route_set: uris(invite, HeaderKind::RecordRoute),
+            route_set: uris(invite, HeaderKind::RecordRoute)?,
             remote_target: contact.uri.raw.to_vec(),
         })
     }
@@ -201,14 +202,14 @@ impl Dialog {
 
     /// Writes a request in the dialog (§12.2.1.1): `method` with the next CSeq (an ACK takes
     /// the INVITE's, `cseq_of_invite`), the remote target as Request-URI and the route set as
-    /// Route (loose routing; a strict-routing first hop gets the RFC's rewrite), our Via with
-    /// `branch`, and `contact` for methods that carry one. `extra` lines (each ending CRLF) and
+    /// Route (loose routing; a strict-routing first hop gets the RFC's rewrite), our Via
+    /// (transport and sent-by) with `branch`, and `contact` for methods that carry one. `extra` lines (each ending CRLF) and
     /// the body follow.
     #[allow(clippy::too_many_arguments)]
     pub fn write_request(
         &mut self,
         method: &str,
-        via: SocketAddr,
+        via: (&str, SocketAddr),
         branch: &[u8],
         contact: Option<&[u8]>,
         cseq_of_invite: Option<u32>,
@@ -226,10 +227,7 @@ impl Dialog {
         };
         // A first route without `lr` is a strict router: it becomes the Request-URI and the
         // remote target goes last in the Route set (§12.2.1.1).
-        let strict = self
-            .route_set
-            .first()
-            .is_some_and(|r| !contains_ci(r, b";lr"));
+        let strict = self.route_set.first().is_some_and(|r| !loose_router(r));
         let (ruri, routes): (&[u8], Vec<&[u8]>) = if strict {
             let mut routes: Vec<&[u8]> = self.route_set[1..].iter().map(Vec::as_slice).collect();
             routes.push(&self.remote_target);
@@ -242,7 +240,7 @@ impl Dialog {
         };
         let _ = write!(out, "{method} ");
         out.extend_from_slice(ruri);
-        let _ = write!(out, " SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=");
+        let _ = write!(out, " SIP/2.0\r\nVia: SIP/2.0/{} {};branch=", via.0, via.1);
         out.extend_from_slice(branch);
         out.extend_from_slice(b"\r\nMax-Forwards: 70\r\n");
         for r in routes {
@@ -283,9 +281,14 @@ impl Dialog {
     }
 }
 
-fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+/// Whether a route's URI has the `lr` parameter (RFC 3261 §19.1.1): a loose router.
+fn loose_router(route: &[u8]) -> bool {
+    let uri = route
+        .strip_prefix(b"<")
+        .and_then(|r| r.split(|&c| c == b'>').next())
+        .unwrap_or(route);
+    sipshard_parser::sip::parse_uri(uri, sipshard_parser::sip::UriContext::NameAddr)
+        .is_ok_and(|u| u.param("lr").is_some())
 }
 
 #[cfg(test)]
@@ -342,7 +345,7 @@ Record-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr>\r
         let mut ack = Vec::new();
         d.write_request(
             "ACK",
-            "192.0.2.1:5060".parse().unwrap(),
+            ("UDP", "192.0.2.1:5060".parse().unwrap()),
             b"z9hG4bK-a1",
             None,
             Some(4),
@@ -354,7 +357,7 @@ Record-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr>\r
         let mut bye = Vec::new();
         d.write_request(
             "BYE",
-            "192.0.2.1:5060".parse().unwrap(),
+            ("UDP", "192.0.2.1:5060".parse().unwrap()),
             b"z9hG4bK-b1",
             None,
             None,
@@ -418,7 +421,7 @@ Record-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr>\r
         let mut bye = Vec::new();
         theirs.write_request(
             "BYE",
-            "192.0.2.1:5060".parse().unwrap(),
+            ("UDP", "192.0.2.1:5060".parse().unwrap()),
             b"z9hG4bK-x",
             None,
             None,
@@ -437,7 +440,7 @@ Record-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr>\r
         theirs.local_seq = 2;
         theirs.write_request(
             "INFO",
-            "192.0.2.1:5060".parse().unwrap(),
+            ("UDP", "192.0.2.1:5060".parse().unwrap()),
             b"z9hG4bK-y",
             None,
             None,
@@ -466,7 +469,7 @@ Record-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr>\r
         let mut bye = Vec::new();
         d.write_request(
             "BYE",
-            "192.0.2.1:5060".parse().unwrap(),
+            ("UDP", "192.0.2.1:5060".parse().unwrap()),
             b"z9hG4bK-s",
             None,
             None,
@@ -486,6 +489,47 @@ Record-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr>\r
                 ]
             );
         });
+    }
+
+    #[test]
+    fn routes_must_parse_and_lr_is_a_uri_parameter() {
+        assert!(loose_router(b"<sip:p.example.com;lr>"));
+        assert!(loose_router(b"<sip:p.example.com;transport=tcp;lr=on>"));
+        assert!(!loose_router(b"<sip:p.example.com;lrx>"));
+        assert!(!loose_router(b"<sip:a;lr@p.example.com>"));
+        let bad = String::from_utf8_lossy(INVITE).replace(
+            "<sip:p1.example.com;lr>, <sip:p2.example.com;lr>",
+            "<sip:p1.example.com;lr>, <sip:p2",
+        );
+        let mut h = [EMPTY_HEADER; 32];
+        let inv = parse(bad.as_bytes(), &mut h, Framing::Datagram)
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert_eq!(
+            Dialog::as_uas(&inv, b"t"),
+            Err(DialogError::Missing("a well-formed Record-Route"))
+        );
+        // Over TCP the Via says so.
+        let mut h = [EMPTY_HEADER; 32];
+        let inv = parse(INVITE, &mut h, Framing::Datagram)
+            .unwrap()
+            .complete()
+            .unwrap();
+        let mut d = Dialog::as_uas(&inv, b"g9").unwrap();
+        let mut bye = Vec::new();
+        d.write_request(
+            "BYE",
+            ("TCP", "192.0.2.1:5060".parse().unwrap()),
+            b"z9hG4bK-t",
+            None,
+            None,
+            b"",
+            None,
+            b"",
+            &mut bye,
+        );
+        msg(&bye, |m| assert_eq!(m.top_via().unwrap().transport, b"TCP"));
     }
 
     #[test]
@@ -536,7 +580,7 @@ Content-Length: 0\r\n\r\n";
                 theirs.local_seq = n.wrapping_sub(1);
                 let mut req = Vec::new();
                 let branch = format!("z9hG4bK{i}");
-                theirs.write_request("INFO", "192.0.2.1:5060".parse().unwrap(), branch.as_bytes(), None, None, b"", None, b"", &mut req);
+                theirs.write_request("INFO", ("UDP", "192.0.2.1:5060".parse().unwrap()), branch.as_bytes(), None, None, b"", None, b"", &mut req);
                 let mut h = [EMPTY_HEADER; 32];
                 let m = parse(&req, &mut h, Framing::Datagram).unwrap().complete().unwrap();
                 proptest::prop_assert!(d.matches(&m));
@@ -546,8 +590,8 @@ Content-Length: 0\r\n\r\n";
             }
             let before = d.local_seq;
             let mut out = Vec::new();
-            d.write_request("BYE", "192.0.2.1:5060".parse().unwrap(), b"z9hG4bKb", None, None, b"", None, b"", &mut out);
-            d.write_request("ACK", "192.0.2.1:5060".parse().unwrap(), b"z9hG4bKc", None, Some(before), b"", None, b"", &mut out);
+            d.write_request("BYE", ("UDP", "192.0.2.1:5060".parse().unwrap()), b"z9hG4bKb", None, None, b"", None, b"", &mut out);
+            d.write_request("ACK", ("UDP", "192.0.2.1:5060".parse().unwrap()), b"z9hG4bKc", None, Some(before), b"", None, b"", &mut out);
             proptest::prop_assert_eq!(d.local_seq, before + 1);
         }
     }

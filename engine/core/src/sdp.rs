@@ -86,6 +86,7 @@ pub fn find_msrp(sdp: &[u8]) -> Result<MsrpMedia<'_>, SdpError> {
     let mut session_c = None;
     let mut media: Option<MsrpMedia<'_>> = None;
     let mut in_msrp = false;
+    let mut seen_media = false;
     for line in sdp.split(|&c| c == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some((kind, value)) = line.split_first().filter(|(_, v)| v.first() == Some(&b'='))
@@ -98,6 +99,7 @@ pub fn find_msrp(sdp: &[u8]) -> Result<MsrpMedia<'_>, SdpError> {
                 if media.is_some() {
                     break;
                 }
+                seen_media = true;
                 in_msrp = false;
                 let mut f = value.split(|&c| c == b' ').filter(|f| !f.is_empty());
                 let (Some(m), Some(port), Some(proto)) = (f.next(), f.next(), f.next()) else {
@@ -124,9 +126,11 @@ pub fn find_msrp(sdp: &[u8]) -> Result<MsrpMedia<'_>, SdpError> {
             b'c' => {
                 // c=IN IP4 192.0.2.1
                 let addr = value.split(|&c| c == b' ').filter(|f| !f.is_empty()).nth(2);
+                // Session level is before the first m= line; a c= inside another stream's
+                // section is that stream's.
                 match media.as_mut() {
                     Some(m) if in_msrp => m.connection = addr,
-                    None => session_c = addr,
+                    None if !seen_media => session_c = addr,
                     _ => {}
                 }
             }
@@ -285,6 +289,13 @@ a=path:msrp://192.0.2.5:7394/2s93i93idj;tcp\r\na=setup:actpass\r\n";
         assert_eq!(m.max_size, Some(131_072));
         assert_eq!(m.setup, Some(Setup::Actpass));
         assert_eq!(m.connection, Some(&b"192.0.2.5"[..]));
+    }
+
+    #[test]
+    fn another_streams_connection_is_not_the_sessions() {
+        let sdp = b"v=0\r\nm=audio 1 RTP/AVP 0\r\nc=IN IP4 203.0.113.1\r\n\
+m=message 9 TCP/MSRP *\r\na=path:msrp://a:9/s;tcp\r\na=accept-types:*\r\n";
+        assert_eq!(find_msrp(sdp).unwrap().connection, None);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::session::{Session, SessionEvent};
 use super::write;
-use sipshard_parser::msrp::{Frame, Method, StartLine};
+use sipshard_parser::msrp::{Frame, Method, ReportRequest, StartLine};
 use std::collections::HashMap;
 
 /// What happened on one session.
@@ -113,13 +113,16 @@ impl<C: Copy + Eq> Endpoint<C> {
         events: &mut Vec<EndpointEvent>,
     ) -> FrameFate {
         let is_request = matches!(frame.start, StartLine::Request { .. });
+        // REPORTs are never answered, nor requests that said Failure-Report: no (RFC 4975
+        // §7.1.2, §7.3).
         let answerable = is_request
             && !matches!(
                 frame.start,
                 StartLine::Request {
                     method: Method::Report
                 }
-            );
+            )
+            && !matches!(frame.failure_report(), Some(Ok(ReportRequest::No)));
         let entry = frame_session_id(frame).and_then(|id| {
             let id = id.to_vec();
             self.sessions.get_mut(&id).map(|e| (id, e))
@@ -147,8 +150,9 @@ impl<C: Copy + Eq> Endpoint<C> {
                 }
                 return FrameFate::OtherConnection;
             }
-            None => entry.conn = Some(conn),
-            Some(_) => {}
+            // The first request on a connection binds the session to it (§5.4).
+            None if is_request => entry.conn = Some(conn),
+            _ => {}
         }
         let mut ev = Vec::new();
         entry.session.on_frame(now_ms, frame, out, &mut ev);

@@ -2,7 +2,10 @@
 //! interleave on one session, arrive out of order, overlap or repeat; each message is keyed by
 //! its Message-ID and complete once its bytes from 1 to its total have all arrived. A `#` chunk
 //! aborts its message. Bounded: a message larger than the limit is refused (413) as soon as a
-//! chunk says so, and so is a message beyond the number of partial messages allowed.
+//! chunk says so, and so is a message beyond the number of partial messages allowed, a chunk
+//! that would take the bytes buffered for all partial messages past one message's limit, and a
+//! message whose chunks leave more than `MAX_GAPS` holes (so a peer cannot make the work per
+//! chunk grow with the message).
 
 use sipshard_parser::msrp::{ByteRange, Flag};
 use std::collections::HashMap;
@@ -15,6 +18,9 @@ pub struct Limits {
     /// Messages that may be partial at once.
     pub max_partial: usize,
 }
+
+/// Holes a partial message may have before it is refused (413).
+pub const MAX_GAPS: usize = 64;
 
 /// What a chunk did to its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +95,8 @@ impl Partial {
 pub struct Reassembly {
     limits: Limits,
     partial: HashMap<Vec<u8>, Partial>,
+    /// Bytes of every partial message's buffer (at most `max_message` in all).
+    buffered: usize,
 }
 
 impl Reassembly {
@@ -97,6 +105,7 @@ impl Reassembly {
         Reassembly {
             limits,
             partial: HashMap::new(),
+            buffered: 0,
         }
     }
 
@@ -112,7 +121,13 @@ impl Reassembly {
 
     /// Bytes held for partial messages.
     pub fn bytes(&self) -> usize {
-        self.partial.values().map(|p| p.body.len()).sum()
+        self.buffered
+    }
+
+    fn drop_partial(&mut self, message_id: &[u8]) {
+        if let Some(p) = self.partial.remove(message_id) {
+            self.buffered -= p.body.len();
+        }
     }
 
     /// Takes one chunk of message `message_id`: its Byte-Range (the end is taken from the
@@ -128,23 +143,30 @@ impl Reassembly {
         body: &[u8],
     ) -> Chunked {
         if flag == Flag::Abort {
-            self.partial.remove(message_id);
+            self.drop_partial(message_id);
             return Chunked::Aborted;
         }
-        let from = range.start - 1;
-        let to = from + body.len() as u64;
+        let from = range.start.saturating_sub(1);
+        // Past the limit, or wrapping: refused before anything is sized from it.
+        let Some(to) = from
+            .checked_add(body.len() as u64)
+            .filter(|&to| to <= self.limits.max_message)
+        else {
+            self.drop_partial(message_id);
+            return Chunked::TooLarge;
+        };
         // A `$` chunk ends the message: its total is where the chunk ends.
         let total = match (range.total, flag) {
             (Some(t), _) => Some(t),
             (None, Flag::Complete) => Some(to),
             (None, _) => None,
         };
-        if total.unwrap_or(to).max(to) > self.limits.max_message {
-            self.partial.remove(message_id);
+        if total.is_some_and(|t| t > self.limits.max_message) {
+            self.drop_partial(message_id);
             return Chunked::TooLarge;
         }
         if total.is_some_and(|t| to > t) {
-            self.partial.remove(message_id);
+            self.drop_partial(message_id);
             return Chunked::Invalid;
         }
         if !self.partial.contains_key(message_id) {
@@ -175,11 +197,11 @@ impl Reassembly {
         };
         match (p.total, total) {
             (Some(a), Some(b)) if a != b => {
-                self.partial.remove(message_id);
+                self.drop_partial(message_id);
                 return Chunked::Invalid;
             }
             (None, Some(b)) if p.have.last().is_some_and(|&(_, end)| end > b) => {
-                self.partial.remove(message_id);
+                self.drop_partial(message_id);
                 return Chunked::Invalid;
             }
             (None, Some(b)) => p.total = Some(b),
@@ -189,13 +211,27 @@ impl Reassembly {
             p.content_type = ct.to_vec();
         }
         p.last_ms = now_ms;
+        let grows = (to as usize).saturating_sub(p.body.len());
+        if self.buffered + grows > self.limits.max_message as usize {
+            self.drop_partial(message_id);
+            return Chunked::TooLarge;
+        }
+        self.buffered += grows;
+        let Some(p) = self.partial.get_mut(message_id) else {
+            return Chunked::Pending;
+        };
         p.add(from, body);
+        if p.have.len() > MAX_GAPS {
+            self.drop_partial(message_id);
+            return Chunked::TooLarge;
+        }
         if !p.is_complete() {
             return Chunked::Pending;
         }
         let Some(mut p) = self.partial.remove(message_id) else {
             return Chunked::Pending;
         };
+        self.buffered -= p.body.len();
         p.body.truncate(p.total.unwrap_or(0) as usize);
         Chunked::Complete {
             message_id: message_id.to_vec(),
@@ -213,7 +249,7 @@ impl Reassembly {
             .map(|(k, _)| k.clone())
             .collect();
         for k in &stale {
-            self.partial.remove(k);
+            self.drop_partial(k);
         }
         stale
     }

@@ -285,6 +285,10 @@ impl Session {
             body,
         } = got
         {
+            // An empty SEND binds or keeps a connection alive; it is no message.
+            if body.is_empty() && frame.body.is_none() {
+                return;
+            }
             let reports = Reports {
                 success: frame.success_report() == Some(Ok(ReportRequest::Yes)),
                 failure: match frame.failure_report() {
@@ -339,7 +343,9 @@ impl Session {
 
     /// Reports the outcome of a message received on this session to its sender, as it asked:
     /// a success REPORT for 200 only with `Success-Report: yes`, a failure REPORT for anything
-    /// else unless `Failure-Report: no`. `false` when nothing is to be sent.
+    /// else unless `Failure-Report: no`. `false` when nothing is to be sent. The REPORT goes to
+    /// the session's remote path, which is the SEND's From-Path when no relay is on the way
+    /// (RFC 4976 relays are not supported), and covers the whole message (`1-total`).
     pub fn report(
         &mut self,
         message_id: &[u8],
@@ -396,12 +402,13 @@ fn wants_response(frame: &Frame<'_, '_>, code: u16) -> bool {
     }
 }
 
-/// Whether `body` holds the end-line of transaction `tid` (`CRLF "-------" tid`).
+/// Whether `body` holds the end-line of transaction `tid` (`CRLF "-------" tid`), counting
+/// the CRLF that precedes the body on the wire.
 fn holds_end_line(body: &[u8], tid: &[u8]) -> bool {
     let mut needle = Vec::with_capacity(9 + tid.len());
     needle.extend_from_slice(b"\r\n-------");
     needle.extend_from_slice(tid);
-    memchr::memmem::find(body, &needle).is_some()
+    body.starts_with(&needle[2..]) || memchr::memmem::find(body, &needle).is_some()
 }
 
 /// A fresh buffer appended to `out`, for one frame.

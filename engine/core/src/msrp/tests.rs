@@ -221,6 +221,52 @@ fn abort_limits_and_contradictions_drop_the_message() {
     assert_eq!(r.drop_stale(6), vec![b"g".to_vec()]);
 }
 
+#[test]
+fn a_peer_cannot_overflow_offsets_or_make_chunks_cost_more() {
+    use super::reassembly::MAX_GAPS;
+    let mut r = Reassembly::new(Limits {
+        max_message: 1 << 20,
+        max_partial: 16,
+    });
+    let ct = Some(&b"text/plain"[..]);
+    // A start near 2^64: refused, nothing sized from it.
+    assert_eq!(
+        r.add(0, b"o", range(u64::MAX, Some(10)), Flag::More, ct, b"xy"),
+        Chunked::TooLarge
+    );
+    assert_eq!(
+        r.add(0, b"o", range(u64::MAX - 1, None), Flag::More, ct, b"xy"),
+        Chunked::TooLarge
+    );
+    // One byte at every other offset: refused once it leaves more than MAX_GAPS holes.
+    let mut last = Chunked::Pending;
+    for i in 0..(MAX_GAPS as u64 + 2) {
+        last = r.add(
+            0,
+            b"g",
+            range(2 * i + 1, Some(1 << 19)),
+            Flag::More,
+            ct,
+            b"z",
+        );
+        if last != Chunked::Pending {
+            break;
+        }
+    }
+    assert_eq!(last, Chunked::TooLarge);
+    // Bytes buffered for all partial messages stay within one message's limit.
+    assert_eq!(
+        r.add(0, b"h1", range(700_000, None), Flag::More, ct, b"a"),
+        Chunked::Pending
+    );
+    assert_eq!(
+        r.add(0, b"h2", range(700_000, None), Flag::More, ct, b"a"),
+        Chunked::TooLarge
+    );
+    assert!(r.bytes() <= 1 << 20);
+    assert_eq!(r.len(), 1);
+}
+
 /// Writes `body` as SEND chunks of at most `max` bytes of message `id`.
 fn sends(id: &str, body: &[u8], max: usize) -> Vec<Vec<u8>> {
     let chunks: Vec<_> = write::chunks(body.len(), max).collect();
@@ -433,13 +479,19 @@ mod session {
     #[test]
     fn a_body_holding_end_lines_arrives_intact() {
         let (mut a, mut b) = pair();
-        // Lines of seven dashes, and the very end-line the next transaction id would have.
-        let body = b"before\r\n-------\r\n-------at20$\r\n-------at20+\r\nafter".to_vec();
-        let mut wire = Vec::new();
-        a.send(0, b"text/plain", &body, &mut wire);
-        let (mut back, mut got) = (Vec::new(), Vec::new());
-        deliver(&mut b, 1, &wire.concat(), &[3], &mut back, &mut got);
-        assert!(matches!(&got[..], [SessionEvent::Received { body: b2, .. }] if *b2 == body));
+        // Lines of seven dashes, and the very end-lines the next transaction ids would have,
+        // inside the body and at its very start.
+        let bodies: [&[u8]; 2] = [
+            b"before\r\n-------\r\n-------at20$\r\n-------at20+\r\nafter",
+            b"-------at50$\r\nat the start",
+        ];
+        for body in bodies {
+            let mut wire = Vec::new();
+            a.send(0, b"text/plain", body, &mut wire);
+            let (mut back, mut got) = (Vec::new(), Vec::new());
+            deliver(&mut b, 1, &wire.concat(), &[3], &mut back, &mut got);
+            assert!(matches!(&got[..], [SessionEvent::Received { body: b2, .. }] if b2 == body));
+        }
     }
 
     #[test]
@@ -569,7 +621,8 @@ mod session {
                     SessionEvent::Received { body, .. } => Some(body),
                     _ => None,
                 }).collect();
-                let bodies: Vec<&Vec<u8>> = sent.iter().map(|(_, b)| b).collect();
+                // An empty SEND binds or keeps alive: delivered, but no message arrives.
+                let bodies: Vec<&Vec<u8>> = sent.iter().map(|(_, b)| b).filter(|b| !b.is_empty()).collect();
                 prop_assert_eq!(received, bodies);
                 let mut delivered: Vec<MsgId> = sender_ev.iter().filter_map(|e| match e {
                     SessionEvent::Delivered(m) => Some(*m),
@@ -649,6 +702,13 @@ mod endpoint {
             String::from_utf8_lossy(&out[0])
         );
         assert!(ev.is_empty());
+        // Failure-Report: no gets no error either.
+        let quiet = b"MSRP q1w2 SEND\r\nTo-Path: msrp://bob.example.com:8888/nosuch;tcp\r\nFrom-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\nMessage-ID: q1w2\r\nByte-Range: 1-1/1\r\nFailure-Report: no\r\nContent-Type: text/plain\r\n\r\nx\r\n-------q1w2$\r\n";
+        let (mut out, mut ev) = (Vec::new(), Vec::new());
+        frame_of(quiet, |f| {
+            assert_eq!(bob.on_frame(3, 7, f, &mut out, &mut ev), FrameFate::Unknown)
+        });
+        assert!(out.is_empty());
         // A session nobody has: 481.
         let stranger = Session::new(
             SessionConfig::default(),
@@ -685,6 +745,23 @@ mod endpoint {
             }]
         );
         assert!(bob.is_empty());
+    }
+
+    #[test]
+    fn only_a_request_binds_a_session() {
+        let mut e: Endpoint<u32> = Endpoint::new(b"msrp://h:1/x;tcp");
+        e.add(
+            b"9di4eae923wzd",
+            Session::new(SessionConfig::default(), BOB, ALICE, b"b"),
+            None,
+        );
+        let stray = b"MSRP zz11 200 OK\r\nTo-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\nFrom-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n-------zz11$\r\n";
+        let (mut out, mut ev) = (Vec::new(), Vec::new());
+        frame_of(stray, |f| {
+            assert_eq!(e.on_frame(0, 5, f, &mut out, &mut ev), FrameFate::Taken)
+        });
+        assert_eq!(e.connection(b"9di4eae923wzd"), None);
+        assert!(out.is_empty(), "a response is never answered");
     }
 
     #[test]

@@ -77,8 +77,8 @@ pub fn write_send(c: &Chunk<'_>, out: &mut Vec<u8>) {
     end_line(c.transaction_id, c.flag, out);
 }
 
-/// Writes the response to `request` (RFC 4975 §7.2): its transaction id, To-Path = the
-/// request's From-Path (the previous hop), From-Path = `ours`, and no body.
+/// Writes the response to `request` (RFC 4975 §7.2): its transaction id, To-Path = the first
+/// URI of the request's From-Path (the previous hop), From-Path = `ours`, and no body.
 pub fn write_response(
     request: &Frame<'_, '_>,
     code: u16,

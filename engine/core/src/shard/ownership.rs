@@ -50,7 +50,7 @@ impl Ownership {
         }
         // A Call-ID a shard minted for a request of its own names that shard, so the answers
         // and the far side's requests in that dialog come back to it.
-        if let Some(shard) = minted_shard(callid).filter(|&s| s < self.shards) {
+        if let Some(shard) = minted_shard(callid, &self.hasher).filter(|&s| s < self.shards) {
             return shard;
         }
         (self.hasher.hash_one(callid) % self.shards as u64) as usize
@@ -84,6 +84,7 @@ const SESSION_ID_RANDOM_BITS: usize = 120;
 pub struct IdMint {
     shard: u16,
     rng: StdRng,
+    hasher: RandomState,
 }
 
 impl std::fmt::Debug for IdMint {
@@ -96,11 +97,13 @@ impl std::fmt::Debug for IdMint {
 
 impl IdMint {
     /// Ids for `shard`, from a CSPRNG (ChaCha12) seeded with `seed`, which the driver draws
-    /// from the operating system.
-    pub fn new(shard: u16, seed: [u8; 32]) -> IdMint {
+    /// from the operating system; `hasher` is the process's keyed hash (as [`Ownership`]'s),
+    /// which seals minted Call-IDs so that nobody else can make one that pins a shard.
+    pub fn new(shard: u16, seed: [u8; 32], hasher: RandomState) -> IdMint {
         IdMint {
             shard,
             rng: StdRng::from_seed(seed),
+            hasher,
         }
     }
 
@@ -111,11 +114,15 @@ impl IdMint {
         id
     }
 
-    /// A fresh Call-ID for a request this shard originates: `sg<shard in hex>.<random>`, which
-    /// [`Ownership::of_callid`] maps back to this shard.
+    /// A fresh Call-ID for a request this shard originates: `sg<shard in hex>.<random><seal>`,
+    /// which [`Ownership::of_callid`] maps back to this shard. The seal is 30 bits of the
+    /// process's keyed hash over the rest: a Call-ID someone else made fails it (but for one
+    /// chance in a billion) and is hashed like any other.
     pub fn call_id(&mut self) -> String {
         let mut id = format!("{CALL_ID_PREFIX}{:x}.", self.shard);
         self.push_random(&mut id);
+        let seal = seal(&self.hasher, id.as_bytes());
+        id.push_str(&seal);
         id
     }
 
@@ -147,12 +154,28 @@ impl IdMint {
 /// How the Call-IDs a shard mints begin.
 const CALL_ID_PREFIX: &str = "sg";
 
-/// The shard in a Call-ID minted by [`IdMint::call_id`].
-fn minted_shard(callid: &[u8]) -> Option<usize> {
+/// Characters of a minted Call-ID's seal (30 bits).
+const SEAL_LEN: usize = 6;
+
+/// The seal of a minted Call-ID's body.
+fn seal(hasher: &RandomState, body: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let h = hasher.hash_one(body);
+    (0..SEAL_LEN)
+        .map(|i| ALPHABET[((h >> (5 * i)) & 31) as usize] as char)
+        .collect()
+}
+
+/// The shard in a Call-ID minted by [`IdMint::call_id`] of this process.
+fn minted_shard(callid: &[u8], hasher: &RandomState) -> Option<usize> {
     let rest = callid.strip_prefix(CALL_ID_PREFIX.as_bytes())?;
     let dot = rest.iter().position(|&c| c == b'.')?;
     let (hex, random) = (&rest[..dot], &rest[dot + 1..]);
-    if hex.is_empty() || hex.len() > 4 || random.len() != SESSION_ID_RANDOM_BITS / 5 {
+    if hex.is_empty() || hex.len() > 4 || random.len() != SESSION_ID_RANDOM_BITS / 5 + SEAL_LEN {
+        return None;
+    }
+    let (body, sealed) = callid.split_at(callid.len() - SEAL_LEN);
+    if seal(hasher, body).as_bytes() != sealed {
         return None;
     }
     std::str::from_utf8(hex)
@@ -203,7 +226,7 @@ mod tests {
     #[test]
     fn a_session_id_names_its_shard_and_is_unguessable() {
         let own = Ownership::new(0, 300, RandomState::new(), 1);
-        let mut ids = IdMint::new(258, [7; 32]);
+        let mut ids = IdMint::new(258, [7; 32], RandomState::new());
         let a = ids.new_id();
         let b = ids.new_id();
         assert_ne!(a, b);
@@ -213,9 +236,13 @@ mod tests {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
         assert_eq!(own.of_session_id(a.as_bytes()), Some(258));
         // Another seed, other ids; ids of a shard we do not have, or not ours at all, name none.
-        assert_ne!(IdMint::new(258, [8; 32]).new_id(), a);
+        assert_ne!(IdMint::new(258, [8; 32], RandomState::new()).new_id(), a);
         assert_eq!(
-            own.of_session_id(IdMint::new(300, [7; 32]).new_id().as_bytes()),
+            own.of_session_id(
+                IdMint::new(300, [7; 32], RandomState::new())
+                    .new_id()
+                    .as_bytes()
+            ),
             None
         );
         for bad in ["", "x", "zzx", "1xabc", "iau39soe2843z"] {
@@ -225,19 +252,26 @@ mod tests {
 
     #[test]
     fn a_minted_call_id_routes_to_its_shard_and_others_hash() {
-        let own = Ownership::new(0, 4, RandomState::new(), 1);
-        let mut ids = IdMint::new(3, [1; 32]);
+        let seed = RandomState::new();
+        let own = Ownership::new(0, 4, seed.clone(), 1);
+        let mut ids = IdMint::new(3, [1; 32], seed.clone());
         for _ in 0..20 {
             let c = ids.call_id();
             assert_eq!(own.of_callid(c.as_bytes()), 3, "{c}");
             let msg = format!("BYE sip:a SIP/2.0\r\nCall-ID: {c}\r\n\r\n");
             assert_eq!(own.of_message(msg.as_bytes()), 3);
         }
-        // A look-alike for a shard we do not have hashes like any other Call-ID.
-        let beyond = IdMint::new(9, [1; 32]).call_id();
+        // A look-alike for a shard we do not have hashes like any other Call-ID, and so does
+        // one that another process (another key) minted, or anyone forged.
+        let beyond = IdMint::new(9, [1; 32], seed.clone()).call_id();
         assert!(own.of_callid(beyond.as_bytes()) < 4);
+        let foreign: Vec<String> = (0..64)
+            .map(|i| IdMint::new(3, [i; 32], RandomState::new()).call_id())
+            .collect();
+        assert!(foreign.iter().any(|c| own.of_callid(c.as_bytes()) != 3));
         let b = ids.branch();
         assert!(b.starts_with("z9hG4bK") && b.len() == 7 + 24);
+        assert_eq!(ids.call_id().len(), "sg3.".len() + 24 + 6);
     }
 
     #[test]

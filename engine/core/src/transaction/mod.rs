@@ -111,8 +111,8 @@ pub enum TxEvent {
         /// The whole response.
         bytes: Vec<u8>,
     },
-    /// A client transaction got no final response in time (timer B or F): the request failed
-    /// as with a 408. A server transaction's user sent no final response in time (64·T1 for a
+    /// A client transaction got no final response in time (timer B or F, or for an INVITE 3
+    /// minutes after a provisional response): the request failed as with a 408. A server transaction's user sent no final response in time (64·T1 for a
     /// non-INVITE, when its client has given up; 3 minutes for an INVITE): the transaction is
     /// dropped.
     Timeout {
@@ -151,6 +151,9 @@ pub enum RequestMatch {
     Ack,
     /// No transaction can be made for it (no RFC 3261 branch, say): handle it statelessly.
     Stateless,
+    /// A new request, but the layer holds its maximum of transactions: answer it 503
+    /// statelessly.
+    Full,
 }
 
 /// Which timer of a transaction fired.
@@ -178,6 +181,8 @@ type ServerKey = (Vec<u8>, Vec<u8>, Vec<u8>);
 #[derive(Debug)]
 pub struct Transactions {
     timers: Timers,
+    /// Transactions held at most; past it new ones are refused ([`RequestMatch::Full`]).
+    max: usize,
     txs: HashMap<u64, Tx>,
     clients: HashMap<ClientKey, u64>,
     servers: HashMap<ServerKey, u64>,
@@ -192,10 +197,12 @@ pub struct Transactions {
 const TICK_MS: u64 = 1;
 
 impl Transactions {
-    /// An empty layer with RFC 3261's `timers`, whose time starts at `now_ms`.
-    pub fn new(timers: Timers, now_ms: u64) -> Transactions {
+    /// An empty layer with RFC 3261's `timers`, holding at most `max` transactions, whose
+    /// time starts at `now_ms`.
+    pub fn new(timers: Timers, max: usize, now_ms: u64) -> Transactions {
         Transactions {
             timers,
+            max,
             txs: HashMap::new(),
             clients: HashMap::new(),
             servers: HashMap::new(),
@@ -221,8 +228,9 @@ impl Transactions {
     }
 
     /// Starts a client transaction: sends `request` (whole, as it will be retransmitted) on
-    /// `hop`. `None` when the request has no RFC 3261 branch, no CSeq, or reuses the branch of a
-    /// live client transaction.
+    /// `hop`. `None` when the request is an ACK (an ACK for a 2xx is no transaction, §17.1.1.3:
+    /// send it as it is), has no RFC 3261 branch or no CSeq, has the branch and method of a live
+    /// client transaction, or the layer holds its maximum.
     pub fn send_request(
         &mut self,
         now_ms: u64,
@@ -230,6 +238,9 @@ impl Transactions {
         hop: Hop,
         outs: &mut Vec<Out>,
     ) -> Option<TxId> {
+        if request.starts_with(b"ACK ") || self.txs.len() >= self.max {
+            return None;
+        }
         let key = client_key_of_request(&request)?;
         if self.clients.contains_key(&key) {
             return None;
@@ -312,6 +323,7 @@ impl Transactions {
                 });
                 RequestMatch::Ack
             }
+            None if self.txs.len() >= self.max => RequestMatch::Full,
             None => {
                 let id = self.new_id();
                 let (server, (kind, after)) = Server::start(&self.timers, request, hop, outs);
@@ -323,8 +335,18 @@ impl Transactions {
         }
     }
 
+    /// The INVITE server transaction a CANCEL is for (RFC 3261 §9.2: same branch and sent-by,
+    /// method INVITE); `None` when there is none (answer the CANCEL 481).
+    pub fn invite_for_cancel(&self, cancel: &Message<'_, '_>) -> Option<TxId> {
+        let (branch, sent_by, _) = server_key(cancel)?;
+        self.servers
+            .get(&(branch, sent_by, b"INVITE".to_vec()))
+            .map(|&id| TxId(id))
+    }
+
     /// The user's response for server transaction `tx`; `false` when the transaction is gone
-    /// or already answered finally.
+    /// or already answered finally (except an INVITE's 2xx again while it is accepted: the
+    /// user retransmits its 2xx through the transaction, RFC 6026 §8.5).
     pub fn respond(
         &mut self,
         now_ms: u64,

@@ -98,6 +98,11 @@ impl Server {
         response: Vec<u8>,
         outs: &mut Vec<Out>,
     ) -> Option<Step> {
+        if self.state == State::Accepted && (200..=299).contains(&code) {
+            // The user's retransmission of its 2xx (§13.3.1.4) passes through.
+            outs.push(self.hop.send(response));
+            return Some(Step::none());
+        }
         if !matches!(self.state, State::Trying | State::Proceeding) || !(100..=699).contains(&code)
         {
             return None;

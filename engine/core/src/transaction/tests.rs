@@ -65,7 +65,7 @@ pub(super) struct Bench {
 impl Bench {
     pub(super) fn new() -> Bench {
         Bench {
-            t: Transactions::new(Timers::default(), 0),
+            t: Transactions::new(Timers::default(), 10_000, 0),
             now: 0,
             sent: Vec::new(),
             events: Vec::new(),
@@ -452,3 +452,63 @@ fn requests_without_an_rfc3261_branch_are_stateless() {
     assert_eq!(b.event_kinds(), vec![(0, "ack".into())]);
     assert!(b.t.is_empty());
 }
+
+#[test]
+fn a_cancel_finds_its_invite_and_acks_and_full_tables_are_refused() {
+    let mut b = Bench::new();
+    let inv = request("INVITE", "z9hG4bKc1");
+    let RequestMatch::New(tx) = b.receive_request(&inv, udp()) else {
+        panic!()
+    };
+    let cancel = request("CANCEL", "z9hG4bKc1");
+    let mut h = EMPTY_HEADER_ARRAY;
+    let msg = parse(&cancel, &mut h, Framing::Datagram)
+        .unwrap()
+        .complete()
+        .unwrap();
+    assert_eq!(b.t.invite_for_cancel(&msg), Some(tx));
+    let other = request("CANCEL", "z9hG4bKc2");
+    let mut h = EMPTY_HEADER_ARRAY;
+    let msg = parse(&other, &mut h, Framing::Datagram)
+        .unwrap()
+        .complete()
+        .unwrap();
+    assert_eq!(b.t.invite_for_cancel(&msg), None);
+    // The CANCEL has a transaction of its own.
+    assert!(matches!(b.receive_request(&cancel, udp()), RequestMatch::New(c) if c != tx));
+    // A 2xx sent again while accepted passes through.
+    assert!(b.respond(tx, 200, response(&inv, 200)));
+    assert!(b.respond(tx, 200, response(&inv, 200)));
+    assert_eq!(b.sent_at("SIP/2.0 200").len(), 2);
+    // An ACK is never a client transaction.
+    assert_eq!(b.send(request("ACK", "z9hG4bKc3"), udp()), None);
+    // A full table refuses new transactions.
+    let mut small = Transactions::new(Timers::default(), 1, 0);
+    let (mut outs, mut events) = (Vec::new(), Vec::new());
+    let a = request("MESSAGE", "z9hG4bKf1");
+    let mut h = EMPTY_HEADER_ARRAY;
+    let m = parse(&a, &mut h, Framing::Datagram)
+        .unwrap()
+        .complete()
+        .unwrap();
+    assert!(matches!(
+        small.on_request(0, &m, udp(), &mut outs, &mut events),
+        RequestMatch::New(_)
+    ));
+    let c = request("MESSAGE", "z9hG4bKf2");
+    let mut h = EMPTY_HEADER_ARRAY;
+    let m = parse(&c, &mut h, Framing::Datagram)
+        .unwrap()
+        .complete()
+        .unwrap();
+    assert_eq!(
+        small.on_request(0, &m, udp(), &mut outs, &mut events),
+        RequestMatch::Full
+    );
+    assert_eq!(
+        small.send_request(0, request("MESSAGE", "z9hG4bKf3"), udp(), &mut outs),
+        None
+    );
+}
+
+const EMPTY_HEADER_ARRAY: [sipshard_parser::sip::Header<'static>; 32] = [EMPTY_HEADER; 32];
