@@ -17,6 +17,7 @@
 //! - [`transaction`]: SIP client and server transactions (RFC 3261 §17) on a timing wheel.
 //! - [`dialog`]: SIP dialogs (RFC 3261 §12) from either side, and the requests sent in one.
 //! - [`gateway`]: the SIP/MSRP gateway's state (its message queue so far).
+//! - [`locate`]: where a request goes (RFC 3263 §4): transport and address or name to resolve.
 //! - [`metrics`]: per-shard counters and their Prometheus text.
 //! - [`msrp`]: MSRP frames written, chunked messages reassembled.
 //! - [`transport`]: the transports and how a received message names its origin.
@@ -26,6 +27,7 @@
 pub mod config;
 pub mod dialog;
 pub mod gateway;
+pub mod locate;
 pub mod metrics;
 pub mod msrp;
 pub mod repo;
