@@ -238,6 +238,22 @@ impl Harness {
         panic!("harness: deadlines keep coming at {} ms", self.now_ms);
     }
 
+    /// Shard `shard` sends a request of its own in a client transaction, as a datagram to
+    /// `dest`.
+    pub fn send_request(
+        &mut self,
+        shard: usize,
+        request: Vec<u8>,
+        dest: SocketAddr,
+    ) -> Option<crate::transaction::TxId> {
+        let mut outs = Vec::new();
+        let hop = crate::transaction::Hop::Datagram { listen: 0, dest };
+        let tx = self.cores[shard].send_request(self.now_ms, request, hop, &mut outs);
+        self.carry(shard, outs);
+        self.settle();
+        tx
+    }
+
     /// Swaps in a new config for every shard (as `config.reload` does with a file).
     pub fn reload(&mut self, toml: &str) -> Result<Vec<String>, ConfigError> {
         Ok(self.shared.swap(load(toml)?))

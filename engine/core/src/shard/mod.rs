@@ -13,6 +13,7 @@
 //! | `remote` | [`remote`] | route runs waiting for another shard, with their deadlines |
 //! | `repo` | [`repository`] | the repository partition and its counters |
 //! | `tags`, `uid` | [`crate::sip_write`], [`crate::route::UidGen`] | To tags and `$uid`s minted here |
+//! | `transactions` | [`crate::transaction`] | SIP transactions this shard runs (the gateway's user agent) |
 //! | (none) | [`control`] | the control methods, which shards they run on, how results merge |
 //!
 //! Route runs go through [`host`], the route `Host` over these services.
@@ -41,6 +42,7 @@ use crate::config::Loaded;
 use crate::metrics::ShardStats;
 use crate::route::{LogLevel, UidGen};
 use crate::sip_write::ToTags;
+use crate::transaction::{Timers, Transactions, TxEvent};
 use crate::transport::{RxContext, Transport};
 use remote::RemoteOps;
 use repository::RepoService;
@@ -51,6 +53,9 @@ use std::sync::Arc;
 
 /// Header array size for messages the server handles.
 pub const MAX_HEADERS: usize = 96;
+
+/// SIP transactions one shard holds at most.
+pub const MAX_TRANSACTIONS: usize = 100_000;
 
 /// What one turn of the core reads from outside: the config of this turn and the time.
 #[derive(Clone, Copy)]
@@ -70,6 +75,7 @@ pub struct ShardCore {
     remote: RemoteOps,
     uid: UidGen,
     tags: ToTags,
+    transactions: Transactions,
 }
 
 impl ShardCore {
@@ -89,6 +95,7 @@ impl ShardCore {
             uid: UidGen::new(shared.boot(), id as u16),
             tags: ToTags::new(shared.boot(), id as u16),
             remote: RemoteOps::new(now_ms),
+            transactions: Transactions::new(Timers::default(), MAX_TRANSACTIONS, now_ms),
             repo,
             listen,
             stats,
@@ -200,16 +207,48 @@ impl ShardCore {
                 .remote_timeouts
                 .fetch_add(dropped as u64, Relaxed);
         }
+        let mut events = Vec::new();
+        self.transactions.handle_timeout(now_ms, outs, &mut events);
+        self.on_transaction_events(events);
         self.with_config(now_ms, |core, cx| core.expire_items(cx, outs));
+    }
+
+    /// Sends a request of this shard's own in a client transaction (retransmitted and timed
+    /// out per RFC 3261 §17.1); its responses are taken by the transaction before any route
+    /// sees them. `None` when no transaction can be made (see
+    /// [`Transactions::send_request`]).
+    pub fn send_request(
+        &mut self,
+        now_ms: u64,
+        request: Vec<u8>,
+        hop: crate::transaction::Hop,
+        outs: &mut Vec<Out>,
+    ) -> Option<crate::transaction::TxId> {
+        self.transactions.send_request(now_ms, request, hop, outs)
+    }
+
+    /// What the transaction layer reports. Its user, the gateway, is not built yet, so nothing
+    /// creates transactions and nothing is reported.
+    fn on_transaction_events(&mut self, events: Vec<TxEvent>) {
+        for e in events {
+            tracing::debug!(
+                shard = self.own.me(),
+                "transaction event with no user: {e:?}"
+            );
+        }
     }
 
     /// When [`ShardCore::handle_timeout`] next has work (ms on the shard's clock); `None` when
     /// nothing is scheduled. The driver sleeps until then, or until an input arrives.
     pub fn poll_timeout(&self) -> Option<u64> {
-        [self.repo.next_deadline(), self.remote.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.repo.next_deadline(),
+            self.remote.next_deadline(),
+            self.transactions.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn on_message(
@@ -243,8 +282,16 @@ impl ShardCore {
             self.run_route(cx, &msg, rx, program.request(), outs);
             return;
         }
-        // Responses: a transaction layer matches its own first, once one exists; the rest go
-        // to `route.response`.
+        // Responses: the transaction layer takes those to its own client transactions; the
+        // rest go to `route.response`.
+        let mut events = Vec::new();
+        if self
+            .transactions
+            .on_response(cx.now_ms, &msg, outs, &mut events)
+        {
+            self.on_transaction_events(events);
+            return;
+        }
         match program.response() {
             Some(route) => self.run_route(cx, &msg, rx, route, outs),
             None => {

@@ -463,3 +463,51 @@ fn control_methods_run_where_their_state_is_and_merge() {
     assert_eq!(h.control("nope", json!({})).unwrap_err().code, -32601);
     assert_eq!(h.control("repo.get", json!({})).unwrap_err().code, -32602);
 }
+
+#[test]
+fn responses_to_the_shards_own_requests_are_taken_by_their_transaction() {
+    // route.response parks what reaches it, so a response that reached it would be counted.
+    let config = CONFIG.replace(
+        "[route.R200]",
+        "[route.response]\nrules = [ { actions = [ { push = { msgid = \"r\" } } ] } ]\n[route.R200]",
+    );
+    let mut h = Harness::new(2, &config).unwrap();
+    let peer = client(6000);
+    let req = request("MESSAGE", "own@example.com", 1, 5060, "");
+    let req = String::from_utf8(req)
+        .unwrap()
+        .replace("branch=z9hG4bK-own.example.com-1", "branch=z9hG4bKown1");
+    let owner = h.owner_of("own@example.com");
+    assert!(h
+        .send_request(owner, req.clone().into_bytes(), peer)
+        .is_some());
+    assert_eq!(
+        answers(&h.take_sent()),
+        vec![(peer, 0)],
+        "the request went out"
+    );
+    // Retransmitted on the shard's timer: timer E at 500 ms, then 1 s later.
+    h.advance(1500);
+    let sent = h.take_sent();
+    assert_eq!(
+        sent.iter().map(|s| s.at_ms).collect::<Vec<_>>(),
+        vec![500, 1500]
+    );
+    // Its 200 comes back (read by either shard): the transaction takes it; no route runs.
+    let mut ok = req.replace("MESSAGE sip:bob@example.com SIP/2.0", "SIP/2.0 200 OK");
+    ok = ok.replace(
+        "To: <sip:bob@example.com>",
+        "To: <sip:bob@example.com>;tag=b1",
+    );
+    h.datagram(1 - owner, peer, ok.as_bytes());
+    h.advance(60_000);
+    assert!(
+        h.take_sent().is_empty(),
+        "no retransmission after the response"
+    );
+    assert_eq!(h.core(owner).poll_timeout(), None, "the transaction ended");
+    assert_eq!(h.core(owner).items(), 0, "route.response did not see it");
+    // A response to nothing of ours still goes to route.response.
+    h.datagram(owner, peer, ok.as_bytes());
+    assert_eq!(h.core(owner).items(), 1);
+}
