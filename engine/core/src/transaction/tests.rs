@@ -455,25 +455,23 @@ fn requests_without_an_rfc3261_branch_are_stateless() {
 
 #[test]
 fn a_cancel_finds_its_invite_and_acks_and_full_tables_are_refused() {
+    /// Runs `f` on `bytes` parsed.
+    fn parsed<R>(bytes: &[u8], f: impl FnOnce(&sipshard_parser::sip::Message<'_, '_>) -> R) -> R {
+        let mut h = [EMPTY_HEADER; 32];
+        f(&parse(bytes, &mut h, Framing::Datagram)
+            .unwrap()
+            .complete()
+            .unwrap())
+    }
     let mut b = Bench::new();
     let inv = request("INVITE", "z9hG4bKc1");
     let RequestMatch::New(tx) = b.receive_request(&inv, udp()) else {
         panic!()
     };
     let cancel = request("CANCEL", "z9hG4bKc1");
-    let mut h = EMPTY_HEADER_ARRAY;
-    let msg = parse(&cancel, &mut h, Framing::Datagram)
-        .unwrap()
-        .complete()
-        .unwrap();
-    assert_eq!(b.t.invite_for_cancel(&msg), Some(tx));
+    assert_eq!(parsed(&cancel, |m| b.t.invite_for_cancel(m)), Some(tx));
     let other = request("CANCEL", "z9hG4bKc2");
-    let mut h = EMPTY_HEADER_ARRAY;
-    let msg = parse(&other, &mut h, Framing::Datagram)
-        .unwrap()
-        .complete()
-        .unwrap();
-    assert_eq!(b.t.invite_for_cancel(&msg), None);
+    assert_eq!(parsed(&other, |m| b.t.invite_for_cancel(m)), None);
     // The CANCEL has a transaction of its own.
     assert!(matches!(b.receive_request(&cancel, udp()), RequestMatch::New(c) if c != tx));
     // A 2xx sent again while accepted passes through.
@@ -485,30 +483,22 @@ fn a_cancel_finds_its_invite_and_acks_and_full_tables_are_refused() {
     // A full table refuses new transactions.
     let mut small = Transactions::new(Timers::default(), 1, 0);
     let (mut outs, mut events) = (Vec::new(), Vec::new());
-    let a = request("MESSAGE", "z9hG4bKf1");
-    let mut h = EMPTY_HEADER_ARRAY;
-    let m = parse(&a, &mut h, Framing::Datagram)
-        .unwrap()
-        .complete()
-        .unwrap();
+    let mut receive = |bytes: &[u8]| {
+        parsed(bytes, |m| {
+            small.on_request(0, m, udp(), &mut outs, &mut events)
+        })
+    };
     assert!(matches!(
-        small.on_request(0, &m, udp(), &mut outs, &mut events),
+        receive(&request("MESSAGE", "z9hG4bKf1")),
         RequestMatch::New(_)
     ));
-    let c = request("MESSAGE", "z9hG4bKf2");
-    let mut h = EMPTY_HEADER_ARRAY;
-    let m = parse(&c, &mut h, Framing::Datagram)
-        .unwrap()
-        .complete()
-        .unwrap();
     assert_eq!(
-        small.on_request(0, &m, udp(), &mut outs, &mut events),
+        receive(&request("MESSAGE", "z9hG4bKf2")),
         RequestMatch::Full
     );
+    let mut outs = Vec::new();
     assert_eq!(
         small.send_request(0, request("MESSAGE", "z9hG4bKf3"), udp(), &mut outs),
         None
     );
 }
-
-const EMPTY_HEADER_ARRAY: [sipshard_parser::sip::Header<'static>; 32] = [EMPTY_HEADER; 32];
