@@ -57,6 +57,9 @@ pub enum SessionEvent {
         body: Vec<u8>,
         /// What its sender asked to have reported (for [`Session::report`]).
         reports: Reports,
+        /// The last chunk's From-Path: where REPORTs for it go (RFC 4975 §7.1.2), through any
+        /// relays on the way.
+        from_path: Vec<u8>,
     },
     /// Every chunk of a message we sent was answered 200.
     Delivered(MsgId),
@@ -296,11 +299,17 @@ impl Session {
                     _ => ReportRequest::Yes,
                 },
             };
+            let from_path = frame
+                .headers
+                .get(1)
+                .map(|h| h.value.to_vec())
+                .unwrap_or_default();
             events.push(SessionEvent::Received {
                 message_id,
                 content_type,
                 body,
                 reports,
+                from_path,
             });
         }
     }
@@ -344,10 +353,12 @@ impl Session {
     /// Reports the outcome of a message received on this session to its sender, as it asked:
     /// a success REPORT for 200 only with `Success-Report: yes`, a failure REPORT for anything
     /// else unless `Failure-Report: no`. `false` when nothing is to be sent. The REPORT goes to
-    /// the session's remote path, which is the SEND's From-Path when no relay is on the way
-    /// (RFC 4976 relays are not supported), and covers the whole message (`1-total`).
+    /// `to_path`, the message's From-Path (as [`SessionEvent::Received`] gives it), and covers
+    /// the whole message (`1-total`).
+    #[allow(clippy::too_many_arguments)]
     pub fn report(
         &mut self,
+        to_path: &[u8],
         message_id: &[u8],
         total: u64,
         reports: Reports,
@@ -368,7 +379,7 @@ impl Session {
         write::write_report(
             &Report {
                 transaction_id: &tid,
-                to_path: &self.remote,
+                to_path,
                 from_path: &self.local,
                 message_id,
                 total,

@@ -448,6 +448,7 @@ mod session {
             content_type,
             body: got_body,
             reports,
+            from_path,
             ..
         }] = &got[..]
         else {
@@ -457,6 +458,7 @@ mod session {
             (&content_type[..], got_body, *reports),
             (&b"text/plain"[..], &body, Reports::default())
         );
+        assert_eq!(from_path, ALICE, "REPORTs go to the sender's From-Path");
         assert_eq!(back.len(), 4, "a 200 per chunk");
         // Delivered at the last chunk's 200, not before, and once.
         let mut done = Vec::new();
@@ -520,6 +522,7 @@ mod session {
         };
         let mut rep = Vec::new();
         assert!(b.report(
+            ALICE,
             send.message_id().unwrap(),
             5,
             Reports::default(),
@@ -528,7 +531,15 @@ mod session {
             &mut rep
         ));
         // A success report is sent only when asked for.
-        assert!(!b.report(b"x123", 5, Reports::default(), 200, b"OK", &mut Vec::new()));
+        assert!(!b.report(
+            ALICE,
+            b"x123",
+            5,
+            Reports::default(),
+            200,
+            b"OK",
+            &mut Vec::new()
+        ));
         let (mut back, mut ev) = (Vec::new(), Vec::new());
         deliver(&mut a, 1, &rep.concat(), &[], &mut back, &mut ev);
         assert!(back.is_empty(), "REPORT is never answered");
