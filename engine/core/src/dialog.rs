@@ -4,8 +4,8 @@
 //! BYE) written from it. Owns bytes, borrows nothing: a dialog outlives
 //! the messages that made it.
 
+use crate::sip_write::{self, Request};
 use sipshard_parser::sip::{HeaderKind, Message, NameAddrs};
-use std::io::Write;
 use std::net::SocketAddr;
 
 /// Which side created the dialog.
@@ -203,8 +203,8 @@ impl Dialog {
     /// Writes a request in the dialog (§12.2.1.1): `method` with the next CSeq (an ACK takes
     /// the INVITE's, `cseq_of_invite`), the remote target as Request-URI and the route set as
     /// Route (loose routing; a strict-routing first hop gets the RFC's rewrite), our Via
-    /// (transport and sent-by) with `branch`, and `contact` for methods that carry one. `extra` lines (each ending CRLF) and
-    /// the body follow.
+    /// (transport and sent-by) with `branch`, and `contact` for methods that carry one; then
+    /// the `extra` header lines (`Name: value`) and the body.
     #[allow(clippy::too_many_arguments)]
     pub fn write_request(
         &mut self,
@@ -213,7 +213,7 @@ impl Dialog {
         branch: &[u8],
         contact: Option<&[u8]>,
         cseq_of_invite: Option<u32>,
-        extra: &[u8],
+        extra: &[&[u8]],
         content_type: Option<&[u8]>,
         body: &[u8],
         out: &mut Vec<u8>,
@@ -228,9 +228,10 @@ impl Dialog {
         // A first route without `lr` is a strict router: it becomes the Request-URI and the
         // remote target goes last in the Route set (§12.2.1.1).
         let strict = self.route_set.first().is_some_and(|r| !loose_router(r));
+        let target_route = [&b"<"[..], &self.remote_target, b">"].concat();
         let (ruri, routes): (&[u8], Vec<&[u8]>) = if strict {
             let mut routes: Vec<&[u8]> = self.route_set[1..].iter().map(Vec::as_slice).collect();
-            routes.push(&self.remote_target);
+            routes.push(&target_route);
             (self.next_hop_uri(), routes)
         } else {
             (
@@ -238,46 +239,29 @@ impl Dialog {
                 self.route_set.iter().map(Vec::as_slice).collect(),
             )
         };
-        let _ = write!(out, "{method} ");
-        out.extend_from_slice(ruri);
-        let _ = write!(out, " SIP/2.0\r\nVia: SIP/2.0/{} {};branch=", via.0, via.1);
-        out.extend_from_slice(branch);
-        out.extend_from_slice(b"\r\nMax-Forwards: 70\r\n");
-        for r in routes {
-            out.extend_from_slice(b"Route: ");
-            if r.starts_with(b"<") {
-                out.extend_from_slice(r);
-            } else {
-                out.push(b'<');
-                out.extend_from_slice(r);
-                out.push(b'>');
-            }
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"From: ");
-        out.extend_from_slice(&self.local_uri);
-        out.extend_from_slice(b";tag=");
-        out.extend_from_slice(&self.local_tag);
-        out.extend_from_slice(b"\r\nTo: ");
-        out.extend_from_slice(&self.remote_uri);
-        out.extend_from_slice(b";tag=");
-        out.extend_from_slice(&self.remote_tag);
-        out.extend_from_slice(b"\r\nCall-ID: ");
-        out.extend_from_slice(&self.call_id);
-        let _ = write!(out, "\r\nCSeq: {seq} {method}\r\n");
-        if let Some(c) = contact {
-            out.extend_from_slice(b"Contact: <");
-            out.extend_from_slice(c);
-            out.extend_from_slice(b">\r\n");
-        }
-        out.extend_from_slice(extra);
-        if let (Some(ct), false) = (content_type, body.is_empty()) {
-            out.extend_from_slice(b"Content-Type: ");
-            out.extend_from_slice(ct);
-            out.extend_from_slice(b"\r\n");
-        }
-        let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
-        out.extend_from_slice(body);
+        let mut to = Vec::with_capacity(self.remote_uri.len() + 5 + self.remote_tag.len());
+        to.extend_from_slice(&self.remote_uri);
+        to.extend_from_slice(b";tag=");
+        to.extend_from_slice(&self.remote_tag);
+        sip_write::write_request(
+            &Request {
+                method,
+                uri: ruri,
+                from: &self.local_uri,
+                from_tag: &self.local_tag,
+                to: &to,
+                call_id: &self.call_id,
+                cseq: seq,
+                via,
+                branch,
+                route: &routes,
+                contact,
+                extra,
+                content_type,
+                body,
+            },
+            out,
+        );
     }
 }
 
@@ -349,7 +333,7 @@ Record-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr>\r
             b"z9hG4bK-a1",
             None,
             Some(4),
-            b"",
+            &[],
             None,
             b"",
             &mut ack,
@@ -361,7 +345,7 @@ Record-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr>\r
             b"z9hG4bK-b1",
             None,
             None,
-            b"",
+            &[],
             None,
             b"",
             &mut bye,
@@ -425,7 +409,7 @@ Record-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr>\r
             b"z9hG4bK-x",
             None,
             None,
-            b"",
+            &[],
             None,
             b"",
             &mut bye,
@@ -444,7 +428,7 @@ Record-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr>\r
             b"z9hG4bK-y",
             None,
             None,
-            b"",
+            &[],
             None,
             b"",
             &mut old,
@@ -473,7 +457,7 @@ Record-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr>\r
             b"z9hG4bK-s",
             None,
             None,
-            b"",
+            &[],
             None,
             b"",
             &mut bye,
@@ -524,7 +508,7 @@ Record-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr>\r
             b"z9hG4bK-t",
             None,
             None,
-            b"",
+            &[],
             None,
             b"",
             &mut bye,
@@ -580,7 +564,7 @@ Content-Length: 0\r\n\r\n";
                 theirs.local_seq = n.wrapping_sub(1);
                 let mut req = Vec::new();
                 let branch = format!("z9hG4bK{i}");
-                theirs.write_request("INFO", ("UDP", "192.0.2.1:5060".parse().unwrap()), branch.as_bytes(), None, None, b"", None, b"", &mut req);
+                theirs.write_request("INFO", ("UDP", "192.0.2.1:5060".parse().unwrap()), branch.as_bytes(), None, None, &[], None, b"", &mut req);
                 let mut h = [EMPTY_HEADER; 32];
                 let m = parse(&req, &mut h, Framing::Datagram).unwrap().complete().unwrap();
                 proptest::prop_assert!(d.matches(&m));
@@ -590,8 +574,8 @@ Content-Length: 0\r\n\r\n";
             }
             let before = d.local_seq;
             let mut out = Vec::new();
-            d.write_request("BYE", ("UDP", "192.0.2.1:5060".parse().unwrap()), b"z9hG4bKb", None, None, b"", None, b"", &mut out);
-            d.write_request("ACK", ("UDP", "192.0.2.1:5060".parse().unwrap()), b"z9hG4bKc", None, Some(before), b"", None, b"", &mut out);
+            d.write_request("BYE", ("UDP", "192.0.2.1:5060".parse().unwrap()), b"z9hG4bKb", None, None, &[], None, b"", &mut out);
+            d.write_request("ACK", ("UDP", "192.0.2.1:5060".parse().unwrap()), b"z9hG4bKc", None, Some(before), &[], None, b"", &mut out);
             proptest::prop_assert_eq!(d.local_seq, before + 1);
         }
     }

@@ -258,7 +258,8 @@ pub fn write_forward(
     out.extend_from_slice(&bytes[req.head_len()..]);
 }
 
-/// An out-of-dialog request this server originates (a gateway MESSAGE or INVITE).
+/// A request this server originates: out of dialog (a gateway MESSAGE or INVITE), or within
+/// one ([`crate::dialog::Dialog::write_request`] fills it in).
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
     /// `MESSAGE`, `INVITE`...
@@ -269,7 +270,7 @@ pub struct Request<'a> {
     pub from: &'a [u8],
     /// Our From tag.
     pub from_tag: &'a [u8],
-    /// The To value (no tag: the request starts a dialog or stands alone).
+    /// The To value (with the far side's tag for a request within a dialog).
     pub to: &'a [u8],
     /// The Call-ID.
     pub call_id: &'a [u8],

@@ -135,7 +135,6 @@ impl IdMint {
 
     /// Appends 120 random bits in base 32 (letters and digits).
     fn push_random(&mut self, id: &mut String) {
-        const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
         let mut bits = [0u8; SESSION_ID_RANDOM_BITS / 8];
         self.rng.fill_bytes(&mut bits);
         let mut acc = 0u32;
@@ -154,12 +153,14 @@ impl IdMint {
 /// How the Call-IDs a shard mints begin.
 const CALL_ID_PREFIX: &str = "sg";
 
+/// Base 32 in letters and digits: what every minted id is written in.
+const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
 /// Characters of a minted Call-ID's seal (30 bits).
 const SEAL_LEN: usize = 6;
 
 /// The seal of a minted Call-ID's body.
 fn seal(hasher: &RandomState, body: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let h = hasher.hash_one(body);
     (0..SEAL_LEN)
         .map(|i| ALPHABET[((h >> (5 * i)) & 31) as usize] as char)
