@@ -51,14 +51,14 @@ pub struct Chunk<'a> {
 /// Writes one SEND chunk. The range end is `*` (RFC 4975 §7.1.1: the sender may interrupt the
 /// chunk; the receiver takes the end from the body's length).
 pub fn write_send(c: &Chunk<'_>, out: &mut Vec<u8>) {
-    let _ = write!(out, "MSRP ");
-    out.extend_from_slice(c.transaction_id);
-    out.extend_from_slice(b" SEND\r\nTo-Path: ");
-    out.extend_from_slice(c.to_path);
-    out.extend_from_slice(b"\r\nFrom-Path: ");
-    out.extend_from_slice(c.from_path);
-    out.extend_from_slice(b"\r\nMessage-ID: ");
-    out.extend_from_slice(c.message_id);
+    request_head(
+        c.transaction_id,
+        b"SEND",
+        c.to_path,
+        c.from_path,
+        c.message_id,
+        out,
+    );
     let _ = write!(out, "\r\nByte-Range: {}-*/{}", c.start, c.total);
     if c.reports.success {
         out.extend_from_slice(b"\r\nSuccess-Report: yes");
@@ -123,14 +123,14 @@ pub struct Report<'a> {
 
 /// Writes a REPORT.
 pub fn write_report(r: &Report<'_>, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"MSRP ");
-    out.extend_from_slice(r.transaction_id);
-    out.extend_from_slice(b" REPORT\r\nTo-Path: ");
-    out.extend_from_slice(r.to_path);
-    out.extend_from_slice(b"\r\nFrom-Path: ");
-    out.extend_from_slice(r.from_path);
-    out.extend_from_slice(b"\r\nMessage-ID: ");
-    out.extend_from_slice(r.message_id);
+    request_head(
+        r.transaction_id,
+        b"REPORT",
+        r.to_path,
+        r.from_path,
+        r.message_id,
+        out,
+    );
     let _ = write!(
         out,
         "\r\nByte-Range: 1-{}/{}\r\nStatus: 000 {}",
@@ -141,6 +141,32 @@ pub fn write_report(r: &Report<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(r.reason);
     }
     end_line(r.transaction_id, Flag::Complete, out);
+}
+
+/// The start line and the headers every request we send begins with (RFC 4975 §7.1: To-Path
+/// first, From-Path second), without the last line's CRLF.
+fn request_head(
+    tid: &[u8],
+    method: &[u8],
+    to_path: &[u8],
+    from_path: &[u8],
+    message_id: &[u8],
+    out: &mut Vec<u8>,
+) {
+    for part in [
+        &b"MSRP "[..],
+        tid,
+        b" ",
+        method,
+        b"\r\nTo-Path: ",
+        to_path,
+        b"\r\nFrom-Path: ",
+        from_path,
+        b"\r\nMessage-ID: ",
+        message_id,
+    ] {
+        out.extend_from_slice(part);
+    }
 }
 
 fn end_line(tid: &[u8], flag: Flag, out: &mut Vec<u8>) {
