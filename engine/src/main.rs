@@ -178,6 +178,14 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             })
             .collect(),
         max_udp_payload: c.server.max_udp_payload.bytes() as usize,
+        msrp: if loaded.program.uses_gateway() {
+            c.gateway.msrp_listen.clone()
+        } else {
+            Vec::new()
+        },
+        // A peer may send a message as one chunk: the largest frame is the largest message
+        // and a head.
+        msrp_max_frame: c.gateway.max_message_size.bytes() as usize + (16 << 10),
     };
     let shared = Arc::new(SharedState::new(
         loaded,
@@ -186,10 +194,13 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     ));
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(stop.clone(), shared.clone());
-    let report = runtime::run(spec, shared, stop, |listen, control| {
+    let report = runtime::run(spec, shared, stop, |listen, msrp, control| {
         let mut out = std::io::stdout().lock();
         for (t, a) in listen {
             let _ = writeln!(out, "sipshard: listening {t} {a}");
+        }
+        for a in msrp {
+            let _ = writeln!(out, "sipshard: listening msrp {a}");
         }
         if let Some(c) = control {
             let _ = writeln!(out, "sipshard: control http://{c}");

@@ -13,6 +13,7 @@
 //! - [`stats`]: counters and histograms; [`run`]: the main thread and `--ramp`.
 //! - [`report`], [`svg`]: the summary, `.hgrm`, interval log, JSON and SVG; [`compare`]: `report`.
 //! - [`responder`]: a stand-in server for tests and trials.
+//! - [`peer`]: the gateway's far ends for tests: a SIP user agent and an MSRP endpoint.
 
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod compare;
 pub mod config;
 pub mod engine;
 pub mod mmsg;
+pub mod peer;
 pub mod report;
 pub mod responder;
 pub mod run;

@@ -55,6 +55,8 @@ pub struct Server {
     pub tcp: Option<std::net::SocketAddr>,
     /// The control endpoint.
     pub control: std::net::SocketAddr,
+    /// The gateway's MSRP listen address, when it runs.
+    pub msrp: Option<std::net::SocketAddr>,
     stdout: Option<std::io::BufReader<std::process::ChildStdout>>,
 }
 
@@ -80,7 +82,7 @@ impl Server {
             .spawn()
             .expect("start sipshard");
         let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let (mut udp, mut tcp, mut control) = (None, None, None);
+        let (mut udp, mut tcp, mut control, mut msrp) = (None, None, None, None);
         let mut line = String::new();
         loop {
             line.clear();
@@ -93,6 +95,8 @@ impl Server {
                 udp = udp.or(Some(a.parse().unwrap()));
             } else if let Some(a) = l.strip_prefix("sipshard: listening tcp ") {
                 tcp = tcp.or(Some(a.parse().unwrap()));
+            } else if let Some(a) = l.strip_prefix("sipshard: listening msrp ") {
+                msrp = msrp.or(Some(a.parse().unwrap()));
             } else if let Some(a) = l.strip_prefix("sipshard: control http://") {
                 control = Some(a.parse().unwrap());
             } else if l == "sipshard: ready" {
@@ -104,6 +108,7 @@ impl Server {
             udp: udp.expect("a UDP listen address"),
             tcp,
             control: control.expect("a control address"),
+            msrp,
             stdout: Some(out),
         }
     }

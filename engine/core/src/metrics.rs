@@ -58,6 +58,21 @@ counters! {
     bytes: "repository bytes stored now (gauge)",
     tcp_connections: "open TCP connections (gauge)",
     tcp_framing_errors: "TCP connections closed for framing errors",
+    gw_sessions: "gateway sessions on this shard now (gauge)",
+    gw_queued: "gateway messages queued for a session being set up, now (gauge)",
+    gw_sessions_created: "gateway sessions created",
+    gw_sessions_ended: "gateway sessions ended",
+    gw_setup_failed: "gateway sessions that could not be set up",
+    gw_sip_to_msrp: "SIP MESSAGEs taken for an MSRP session",
+    gw_msrp_to_sip: "MSRP messages sent on as SIP MESSAGEs",
+    gw_delivered: "messages whose far side confirmed them (MSRP 200 or SIP 2xx)",
+    gw_failed: "messages that failed (error, timeout, session ended)",
+    gw_queue_full: "MESSAGEs refused because their session's queue was full",
+    msrp_connections: "open MSRP connections (gauge)",
+    msrp_frames_in: "MSRP frames received",
+    msrp_frames_out: "MSRP frames sent",
+    msrp_errors: "MSRP frames refused or connections closed for framing errors",
+    sip_transactions: "SIP transactions alive now (gauge)",
 }
 
 impl ShardStats {

@@ -27,6 +27,22 @@ pub fn write_response(
     headers: &[(&str, &[u8])],
     out: &mut Vec<u8>,
 ) {
+    write_response_with_body(req, source, code, reason, to_tag, headers, None, out);
+}
+
+/// [`write_response`] with a body (`Some((content_type, body))`), as a 200 carrying an SDP
+/// answer.
+#[allow(clippy::too_many_arguments)]
+pub fn write_response_with_body(
+    req: &Message<'_, '_>,
+    source: SocketAddr,
+    code: u16,
+    reason: &[u8],
+    to_tag: &[u8],
+    headers: &[(&str, &[u8])],
+    body: Option<(&[u8], &[u8])>,
+    out: &mut Vec<u8>,
+) {
     write_status_line(code, reason, out);
     let mut first_via = true;
     for h in req.headers() {
@@ -66,7 +82,16 @@ pub fn write_response(
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"Server: sipshard\r\nContent-Length: 0\r\n\r\n");
+    out.extend_from_slice(b"Server: sipshard\r\n");
+    match body {
+        Some((ct, b)) => {
+            out.extend_from_slice(b"Content-Type: ");
+            out.extend_from_slice(ct);
+            let _ = write!(out, "\r\nContent-Length: {}\r\n\r\n", b.len());
+            out.extend_from_slice(b);
+        }
+        None => out.extend_from_slice(b"Content-Length: 0\r\n\r\n"),
+    }
 }
 
 /// Writes `SIP/2.0 <code> <reason>` and its line end.

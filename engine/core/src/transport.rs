@@ -73,3 +73,20 @@ pub struct RxContext {
     /// Receive time, ms on the shard's clock.
     pub received_ms: u64,
 }
+
+/// An MSRP connection, as any shard can name it: the shard that holds its socket (which
+/// accepted it, or opened it for a session it owns) and its number there. Frames for another
+/// shard's sessions travel to their owner; what the owner writes travels back here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct MsrpConn {
+    /// The shard holding the socket.
+    pub shard: u16,
+    /// Its number on that shard.
+    pub id: u32,
+}
+
+impl fmt::Display for MsrpConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.shard, self.id)
+    }
+}

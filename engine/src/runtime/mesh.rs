@@ -18,7 +18,7 @@ use glommio::{GlommioError, ResourceType};
 use serde_json::Value;
 use sipshard_core::metrics::ShardStats;
 use sipshard_core::shard::{RpcError, Work};
-use sipshard_core::transport::ConnId;
+use sipshard_core::transport::{ConnId, MsrpConn};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -33,6 +33,8 @@ pub enum MeshMsg {
     Work(Work),
     /// Bytes to write on a connection the receiving shard reads.
     TcpWrite { conn: ConnId, bytes: Vec<u8> },
+    /// Frames to write on an MSRP connection the receiving shard holds.
+    MsrpWrite { conn: MsrpConn, bytes: Vec<u8> },
     /// A control method to run on the receiving shard.
     Control {
         id: u64,

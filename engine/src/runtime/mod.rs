@@ -8,12 +8,14 @@
 //!
 //! - [`shard`]: what a shard's tasks share, carrying out the core's outputs, UDP and timer tasks.
 //! - [`tcp`]: SIP over TCP connections.
+//! - [`msrp`]: MSRP connections of the gateway.
 //! - [`mesh`]: the channels between shards, which never block a handler.
 //! - [`control`]: the control endpoint's handler (on shard 0).
 //! - [`net`]: binding sockets.
 
 mod control;
 mod mesh;
+mod msrp;
 pub mod net;
 mod shard;
 mod tcp;
@@ -79,6 +81,11 @@ pub struct RuntimeSpec {
     pub groups: Vec<Vec<(String, usize)>>,
     /// Largest UDP datagram accepted (the receive buffer size).
     pub max_udp_payload: usize,
+    /// The gateway's MSRP listen addresses; empty when no route uses the gateway (it does not
+    /// run then).
+    pub msrp: Vec<SocketAddr>,
+    /// Largest MSRP frame read (head and chunk body).
+    pub msrp_max_frame: usize,
 }
 
 /// What the shards said when they stopped.
@@ -88,12 +95,23 @@ pub struct RunReport {
     pub items_left: Vec<u64>,
 }
 
+/// 32 bytes from the operating system's CSPRNG, for a shard's gateway ids (MSRP session ids
+/// must be unguessable, RFC 4975 §14.1).
+fn gateway_seed() -> std::io::Result<[u8; 32]> {
+    use std::io::Read;
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut seed)?;
+    Ok(seed)
+}
+
 /// Starts every shard, runs until `stop` is set, and reports what was left.
 pub fn run(
     spec: RuntimeSpec,
     shared: Arc<SharedState>,
     stop: Arc<AtomicBool>,
-    on_ready: impl FnOnce(&[(Transport, SocketAddr)], Option<SocketAddr>) + Send + 'static,
+    on_ready: impl FnOnce(&[(Transport, SocketAddr)], &[SocketAddr], Option<SocketAddr>)
+        + Send
+        + 'static,
 ) -> std::io::Result<RunReport> {
     let nshards = spec.shards.len().max(1);
     let t0 = &spec.shards[0];
@@ -114,8 +132,22 @@ pub fn run(
         .as_ref()
         .map(|l| l.local_addr())
         .transpose()?;
+    // The MSRP listeners: port 0 is drawn once (shard 0 keeps that socket) and shared.
+    let mut msrp_first = Vec::new();
+    let mut msrp_listen = Vec::new();
+    for &a in &spec.msrp {
+        let s = net::bind_tcp(a, &opts)?;
+        let bound = s
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| std::io::Error::other("MSRP listener has no address"))?;
+        msrp_listen.push(bound);
+        msrp_first.push(s);
+    }
+    let mut msrp_first = Some(msrp_first);
     let mut spec = spec;
     spec.listen = listen.clone();
+    spec.msrp = msrp_listen.clone();
     let stats: Vec<Arc<ShardStats>> = (0..nshards)
         .map(|_| Arc::new(ShardStats::default()))
         .collect();
@@ -155,6 +187,14 @@ pub fn run(
                 v
             }
         };
+        let msrp_sockets: Vec<socket2::Socket> = match msrp_first.take() {
+            Some(s) => s,
+            None => msrp_listen
+                .iter()
+                .map(|&a| net::bind_tcp(a, &opts))
+                .collect::<std::io::Result<_>>()?,
+        };
+        let seed = gateway_seed()?;
         let control_l = if id == 0 {
             control_listener.take()
         } else {
@@ -207,7 +247,7 @@ pub fn run(
                 let now_ms = epoch.elapsed().as_millis() as u64;
                 let mesh = Mesh::new(id, nshards, senders, all_stats[id].clone());
                 let (timer_bell, bell) = local_channel::new_bounded(1);
-                let core = ShardCore::new(
+                let mut core = ShardCore::new(
                     id,
                     nshards,
                     shared,
@@ -215,6 +255,13 @@ pub fn run(
                     listen.clone(),
                     now_ms,
                 );
+                if !spec.msrp.is_empty() {
+                    let net = sipshard_core::gateway::Net {
+                        sip: listen.clone(),
+                        msrp: spec.msrp.clone(),
+                    };
+                    core = core.with_gateway(net, seed, now_ms);
+                }
                 let shard = Rc::new(Shard {
                     id,
                     core: RefCell::new(core),
@@ -222,6 +269,8 @@ pub fn run(
                     udp,
                     mesh,
                     conns: RefCell::new(HashMap::new()),
+                    msrp: RefCell::new(HashMap::new()),
+                    next_msrp: Cell::new(0),
                     pending_control: RefCell::new(HashMap::new()),
                     next_control: Cell::new(0),
                     stop: stop.clone(),
@@ -246,6 +295,10 @@ pub fn run(
                 for (i, fd, a) in tcp {
                     let l = tcp_listener_from_fd(fd);
                     glommio::spawn_local(tcp_accept_loop(shard.clone(), i, l, a)).detach();
+                }
+                for (s, &a) in msrp_sockets.into_iter().zip(spec.msrp.iter()) {
+                    let l = tcp_listener_from_fd(s.into_raw_fd());
+                    glommio::spawn_local(msrp::msrp_accept_loop(shard.clone(), l, a)).detach();
                 }
                 for (_, rx) in receivers.streams() {
                     let s = shard.clone();
@@ -290,7 +343,7 @@ pub fn run(
             Err(_) => return Err(std::io::Error::other("a shard failed to start")),
         }
     }
-    on_ready(&listen, control_addr);
+    on_ready(&listen, &msrp_listen, control_addr);
     let mut report = RunReport::default();
     for h in handles {
         report

@@ -46,6 +46,10 @@ pub(super) struct Shard {
     pub(super) udp: Vec<Option<Rc<UdpSocket>>>,
     pub(super) mesh: Mesh,
     pub(super) conns: RefCell<HashMap<(u16, SocketAddr), Rc<ConnQueue>>>,
+    /// MSRP connections this shard holds, by number.
+    pub(super) msrp: RefCell<HashMap<u32, Rc<ConnQueue>>>,
+    /// The next number for an accepted MSRP connection.
+    pub(super) next_msrp: Cell<u32>,
     pub(super) pending_control: RefCell<HashMap<u64, LocalSender<Result<Value, RpcError>>>>,
     pub(super) next_control: Cell<u64>,
     pub(super) stop: Arc<AtomicBool>,
@@ -109,6 +113,16 @@ impl Shard {
                 }
                 Out::Shard { to, work } => self.to_shard(to, MeshMsg::Work(work), caller).await,
                 Out::Queue { group, work } => self.queue(group, work),
+                Out::MsrpConnect { conn, addr } => super::msrp::connect(self, conn, addr),
+                Out::MsrpWrite { conn, bytes } => {
+                    if usize::from(conn.shard) == self.id {
+                        super::msrp::write(self, conn, bytes);
+                    } else {
+                        let msg = MeshMsg::MsrpWrite { conn, bytes };
+                        self.to_shard(usize::from(conn.shard), msg, caller).await;
+                    }
+                }
+                Out::MsrpClose { conn } => super::msrp::close(self, conn),
             }
         }
     }
@@ -203,6 +217,7 @@ impl Shard {
                 self.perform(outs, Caller::Mesh).await;
             }
             MeshMsg::TcpWrite { conn, bytes } => self.write_local(conn, bytes, false).await,
+            MeshMsg::MsrpWrite { conn, bytes } => super::msrp::write(self, conn, bytes),
             MeshMsg::Control {
                 id,
                 from,

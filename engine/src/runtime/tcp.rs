@@ -63,6 +63,25 @@ pub(super) struct ConnQueue {
 }
 
 impl ConnQueue {
+    /// An empty queue, with the writer's wake-up and the reader's room signal.
+    pub(super) fn new() -> (Rc<ConnQueue>, LocalReceiver<()>, LocalSender<()>) {
+        let (wake_writer, wake) = local_channel::new_bounded(1);
+        let (room_tx, room) = local_channel::new_bounded(1);
+        let q = Rc::new(ConnQueue {
+            replies: RefCell::new(VecDeque::new()),
+            bytes: Cell::new(0),
+            closed: Cell::new(false),
+            wake_writer,
+            room,
+        });
+        (q, wake, room_tx)
+    }
+
+    /// Whether the connection is closing (its owner closed it, or the peer went).
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
     /// Appends a reply; `false` when it was dropped (the connection is closing, or the peer has
     /// not read `QUEUE_HARD_LIMIT` bytes of replies).
     pub(super) fn push(&self, bytes: Vec<u8>) -> bool {
@@ -84,7 +103,7 @@ impl ConnQueue {
         }
     }
 
-    fn close(&self) {
+    pub(super) fn close(&self) {
         self.closed.set(true);
         let _ = self.wake_writer.try_send(());
     }
@@ -107,7 +126,7 @@ impl ConnQueue {
 }
 
 /// Writes what `queue` holds until it is closed and empty (or the peer goes away).
-async fn write_replies(
+pub(super) async fn write_replies(
     queue: Rc<ConnQueue>,
     mut stream: TcpStream,
     wake: LocalReceiver<()>,
@@ -133,6 +152,9 @@ async fn write_replies(
             let _ = room.try_send(());
         }
     }
+    // Shut the socket, not just this descriptor: the reader holds a second one and must see
+    // the end too when the owner closed the connection.
+    let _ = stream.shutdown(std::net::Shutdown::Both).await;
     let _ = stream.close().await;
 }
 
@@ -158,15 +180,7 @@ async fn tcp_connection(shard: Rc<Shard>, listen: u16, local: SocketAddr, stream
     // previous one is unacknowledged waits for the peer's (delayed) ACK, milliseconds on a
     // quiet connection.
     let _ = stream.set_nodelay(true);
-    let (wake_writer, wake) = local_channel::new_bounded(1);
-    let (room_tx, room) = local_channel::new_bounded(1);
-    let queue = Rc::new(ConnQueue {
-        replies: RefCell::new(VecDeque::new()),
-        bytes: Cell::new(0),
-        closed: Cell::new(false),
-        wake_writer,
-        room,
-    });
+    let (queue, wake, room_tx) = ConnQueue::new();
     shard
         .conns
         .borrow_mut()
@@ -235,7 +249,7 @@ async fn tcp_connection(shard: Rc<Shard>, listen: u16, local: SocketAddr, stream
 
 /// A second glommio stream on a duplicate of `stream`'s descriptor, used for reading.
 #[allow(unsafe_code)]
-fn reader_for(stream: &TcpStream) -> std::io::Result<TcpStream> {
+pub(super) fn reader_for(stream: &TcpStream) -> std::io::Result<TcpStream> {
     use std::os::fd::{AsRawFd, BorrowedFd};
     // SAFETY: the descriptor belongs to `stream`, which outlives this borrow.
     let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };

@@ -86,10 +86,16 @@ pub struct Overrides {
     /// Log level: error, warn, info, debug or trace. File: log.level.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
-    /// Gateway session table size hint, log2 (reserved). File: gateway.hash_size.
+    /// MSRP listen address of the gateway. File: gateway.msrp_listen.
+    #[arg(long, value_name = "IP:PORT")]
+    pub msrp_listen: Option<SocketAddr>,
+    /// SIP URI every request the gateway originates goes to. File: gateway.outbound_proxy.
+    #[arg(long, value_name = "URI")]
+    pub outbound_proxy: Option<String>,
+    /// Gateway session table size hint, log2. File: gateway.hash_size.
     #[arg(long, value_name = "N")]
     pub gateway_hash_size: Option<i64>,
-    /// Gateway cleanup interval in seconds (reserved). File: gateway.cleanup_interval.
+    /// Gateway cleanup interval in seconds (accepted; sessions expire on the timing wheel). File: gateway.cleanup_interval.
     #[arg(long, value_name = "SECS")]
     pub gateway_cleanup_interval: Option<i64>,
 }

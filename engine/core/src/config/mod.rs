@@ -218,13 +218,51 @@ pub struct LogConfig {
     pub level: LogLevel,
 }
 
-/// `[gateway]`, reserved for the SIP/MSRP gateway issue: read and checked, not used yet.
+/// `[gateway]`: the SIP MESSAGE <-> MSRP gateway (used when a route calls `msrp_answer` or
+/// `msg_to_msrp`). Times are in seconds unless the name says otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GatewayConfig {
     /// log2 of the initial session-table capacity (seed: log2 of the bucket count).
     pub hash_size: u32,
-    /// Seconds between session sweeps in the seed; sessions here will sit on the timing wheel.
+    /// Seconds between session sweeps in the seed; accepted, unused: every session's
+    /// deadlines sit on its shard's timing wheel, so nothing sweeps.
     pub cleanup_interval: u64,
+    /// Where the MSRP listener binds (each address also names us in `a=path`, so it must not
+    /// be a wildcard).
+    pub msrp_listen: Vec<SocketAddr>,
+    /// A SIP URI every request the gateway originates is sent to (as its first Route, loose
+    /// routing); without it, the Request-URI says where.
+    pub outbound_proxy: Option<String>,
+    /// RFC 3261 T1, T2, T4 in milliseconds.
+    pub t1_ms: u64,
+    #[allow(missing_docs)]
+    pub t2_ms: u64,
+    #[allow(missing_docs)]
+    pub t4_ms: u64,
+    /// Largest SEND chunk body written.
+    pub chunk_size: ByteSize,
+    /// Largest MSRP message taken (reassembled) or sent; also our `a=max-size`.
+    pub max_message_size: ByteSize,
+    /// How long a SEND waits for its response (then 408).
+    pub msrp_transaction_timeout: u64,
+    /// How long a session may take to be set up (INVITE to a bound MSRP connection).
+    pub setup_timeout: u64,
+    /// How long a session lives from its creation.
+    pub session_lifetime: u64,
+    /// How long a session lives without a message in either direction.
+    pub idle_timeout: u64,
+    /// How long a `sync` MESSAGE is held for the MSRP side's answer (then 408).
+    pub sync_timeout: u64,
+    /// Seconds between empty SENDs on an idle bound session; 0: none.
+    pub keepalive: u64,
+    /// Messages a session queues while it is set up.
+    pub queue_max_messages: u64,
+    /// Bytes a session queues while it is set up.
+    pub queue_max_bytes: ByteSize,
+    /// How long a message may wait in the queue.
+    pub queue_max_age: u64,
+    /// Sessions one shard holds at most.
+    pub max_sessions: u64,
 }
 
 /// Defaults.
@@ -257,6 +295,8 @@ pub mod defaults {
     pub const REPO_MAX_BYTES: ByteSize = ByteSize::mib(512);
     /// `[control] listen`.
     pub const CONTROL_LISTEN: &str = "127.0.0.1:5080";
+    /// `[gateway] msrp_listen` (RFC 4975 §15.5's registered port).
+    pub const MSRP_LISTEN: &str = "127.0.0.1:2855";
     /// `[gateway] hash_size` (log2).
     pub const GATEWAY_HASH_SIZE: u32 = 10;
     /// `[gateway] cleanup_interval`, seconds.

@@ -441,6 +441,34 @@ impl Resolver<'_> {
                     " s",
                 )?
                 .unwrap_or(defaults::GATEWAY_CLEANUP_INTERVAL),
+            msrp_listen: match (&f.msrp_listen, &gw.msrp_listen) {
+                (Some(a), _) => vec![*a],
+                (None, Some(l)) => l.get_ref().clone(),
+                (None, None) => vec![defaults::MSRP_LISTEN.parse().expect("default MSRP listen")],
+            },
+            outbound_proxy: match f.outbound_proxy.clone().map(|v| (v, At::Flag("--outbound-proxy".into()))).or_else(|| gw.outbound_proxy.as_ref().map(|v| (v.get_ref().clone(), At::File(v.span())))) {
+                None => None,
+                Some((uri, at)) => match crate::locate::next_hop(uri.as_bytes()) {
+                    Ok(hop) if matches!(hop.target, crate::locate::Target::Addr(_)) => Some(uri),
+                    Ok(_) => return self.err(&at, "outbound_proxy", "must name an IP address (sip:192.0.2.10:5060;lr): names are not resolved for the proxy".into()),
+                    Err(e) => return self.err(&at, "outbound_proxy", format!("is not a usable SIP URI: {e}")),
+                },
+            },
+            t1_ms: self.int(pick(None, "", gw.t1_ms.as_ref()), "t1_ms", 1..=60_000, " ms")?.unwrap_or(500),
+            t2_ms: self.int(pick(None, "", gw.t2_ms.as_ref()), "t2_ms", 1..=600_000, " ms")?.unwrap_or(4000),
+            t4_ms: self.int(pick(None, "", gw.t4_ms.as_ref()), "t4_ms", 1..=600_000, " ms")?.unwrap_or(5000),
+            chunk_size: self.size(pick(None, "", gw.chunk_size.as_ref()), "chunk_size", 64..=1 << 20)?.unwrap_or(ByteSize(2048)),
+            max_message_size: self.size(pick(None, "", gw.max_message_size.as_ref()), "max_message_size", 1..=64 << 20)?.unwrap_or(ByteSize::mib(1)),
+            msrp_transaction_timeout: self.int(pick(None, "", gw.msrp_transaction_timeout.as_ref()), "msrp_transaction_timeout", 1..=3600, " s")?.unwrap_or(30),
+            setup_timeout: self.int(pick(None, "", gw.setup_timeout.as_ref()), "setup_timeout", 1..=3600, " s")?.unwrap_or(32),
+            session_lifetime: self.int(pick(None, "", gw.session_lifetime.as_ref()), "session_lifetime", 1..=31_536_000, " s")?.unwrap_or(43_200),
+            idle_timeout: self.int(pick(None, "", gw.idle_timeout.as_ref()), "idle_timeout", 1..=31_536_000, " s")?.unwrap_or(7200),
+            sync_timeout: self.int(pick(None, "", gw.sync_timeout.as_ref()), "sync_timeout", 1..=3600, " s")?.unwrap_or(30),
+            keepalive: self.int(pick(None, "", gw.keepalive.as_ref()), "keepalive", 0..=86_400, " s")?.unwrap_or(0),
+            queue_max_messages: self.int(pick(None, "", gw.queue_max_messages.as_ref()), "queue_max_messages", 1..=1_000_000, "")?.unwrap_or(64),
+            queue_max_bytes: self.size(pick(None, "", gw.queue_max_bytes.as_ref()), "queue_max_bytes", 1..=1 << 32)?.unwrap_or(ByteSize::kib(256)),
+            queue_max_age: self.int(pick(None, "", gw.queue_max_age.as_ref()), "queue_max_age", 1..=86_400, " s")?.unwrap_or(60),
+            max_sessions: self.int(pick(None, "", gw.max_sessions.as_ref()), "max_sessions", 1..=100_000_000, "")?.unwrap_or(200_000),
         };
 
         Ok(Config {

@@ -103,6 +103,11 @@ impl<T> MessageQueue<T> {
         Some(item)
     }
 
+    /// The messages waiting, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Queued<T>> {
+        self.items.iter()
+    }
+
     /// When the oldest message expires.
     pub fn next_deadline(&self) -> Option<u64> {
         self.items
@@ -123,6 +128,22 @@ impl<T> MessageQueue<T> {
             }
         }
         out
+    }
+
+    /// Takes the messages `f` picks, oldest first.
+    pub fn take_where(&mut self, mut f: impl FnMut(&T) -> bool) -> Vec<Queued<T>> {
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.items.len());
+        for item in self.items.drain(..) {
+            if f(&item.owner) {
+                self.bytes -= item.body.len();
+                taken.push(item);
+            } else {
+                kept.push_back(item);
+            }
+        }
+        self.items = kept;
+        taken
     }
 
     /// Takes every message (the session ended), oldest first.

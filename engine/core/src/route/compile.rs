@@ -5,7 +5,7 @@
 //! async groups to indexes, templates and regexes are parsed, header names classified, calls
 //! checked for cycles and for nesting deeper than [`MAX_DEPTH`].
 
-use super::host::{LogLevel, Target, Transport};
+use super::host::{LogLevel, ReplyMode, Target, Transport};
 use super::interp::MAX_DEPTH;
 use super::program::{
     Action, Cidr, Entries, ForwardTo, GroupId, HeaderName, Match, Program, Route, RouteId, Rule,
@@ -45,11 +45,17 @@ fn fail<T>(span: Range<usize>, message: impl Into<String>) -> Result<T> {
 /// Entry routes run for every message of their kind.
 pub(crate) const ENTRY_ROUTES: &[&str] = &["request", "response"];
 /// Event routes run when something happens; they cannot be called.
-pub(crate) const EVENT_ROUTES: &[&str] = &["repo:expired"];
+pub(crate) const EVENT_ROUTES: &[&str] = &[
+    "repo:expired",
+    "gw:setup_failed",
+    "gw:session_ended",
+    "gw:delivery_failed",
+];
 
 /// Action keys, for messages.
 const ACTION_KEYS: &str = "reply, forward, push, pull, async_pull, rm, check, set, set_header, \
-                           remove_header, route, drop, exit, return, log, msrp_answer, msg_to_msrp";
+                           remove_header, route, drop, exit, return, log, msrp_answer, msg_to_msrp, \
+                           send_message";
 
 /// Headers the host writes itself and that routes may not set or remove.
 const HOST_HEADERS: &[HeaderKind] = &[
@@ -103,6 +109,9 @@ pub(crate) fn compile(
         request,
         response: names.get("response").map(|r| r.0),
         repo_expired: names.get("repo:expired").map(|r| r.0),
+        gw_setup_failed: names.get("gw:setup_failed").map(|r| r.0),
+        gw_session_ended: names.get("gw:session_ended").map(|r| r.0),
+        gw_delivery_failed: names.get("gw:delivery_failed").map(|r| r.0),
     };
 
     let mut c = Compiler {
@@ -464,7 +473,8 @@ impl Compiler<'_> {
             async_pull => "async_pull", rm => "rm", check => "check", set => "set",
             set_header => "set_header", remove_header => "remove_header", route => "route",
             drop => "drop", exit => "exit", ret => "return", log => "log",
-            msrp_answer => "msrp_answer", msg_to_msrp => "msg_to_msrp");
+            msrp_answer => "msrp_answer", msg_to_msrp => "msg_to_msrp",
+            send_message => "send_message");
         match kinds.len() {
             0 => return fail(span, format!("an action needs one of: {ACTION_KEYS}")),
             1 => {}
@@ -705,9 +715,38 @@ impl Compiler<'_> {
             }
             "msg_to_msrp" => {
                 let g = r.msg_to_msrp.as_ref().expect("counted").get_ref();
+                let mode = match &g.mode {
+                    None => ReplyMode::Async,
+                    Some(m) => match m.get_ref().as_str() {
+                        "async" => ReplyMode::Async,
+                        "sync" => ReplyMode::Sync,
+                        other => {
+                            return fail(
+                                m.span(),
+                                format!("unknown mode `{other}` (expected async or sync)"),
+                            )
+                        }
+                    },
+                };
                 Action::MsgToMsrp {
                     key: self.template(&g.key)?,
                     content_types: self.template(&g.content_types)?,
+                    mode,
+                }
+            }
+            "send_message" => {
+                let g = r.send_message.as_ref().expect("counted").get_ref();
+                let content_type = match &g.content_type {
+                    Some(c) => self.template(c)?,
+                    None => Template::parse("text/plain", &mut |_, _| unreachable!())
+                        .expect("a literal"),
+                };
+                Action::SendMessage {
+                    ruri: self.template(&g.ruri)?,
+                    from: self.template(&g.from)?,
+                    to: self.template(&g.to)?,
+                    content_type,
+                    body: self.template(&g.body)?,
                 }
             }
             other => unreachable!("action kind {other} is counted but not compiled"),

@@ -182,21 +182,42 @@ results! {
 }
 
 results! {
-    /// What `msrp_answer` did (reserved for the gateway issue).
+    /// What `msrp_answer` did.
     MsrpAnswerResult {
-        /// The INVITE was answered and the session created.
+        /// The INVITE was answered 200 with our SDP answer and the session created.
         Answered => "answered",
-        /// The gateway could not answer (or is not built yet).
+        /// The offer has no MSRP stream over TCP or no type in common: answered 488.
+        Refused => "refused",
+        /// The gateway could not take the INVITE (no MSRP listener, the shard holds its
+        /// maximum of sessions, a malformed INVITE): answered 500 or 503.
         Error => "error",
     }
 }
 
 results! {
-    /// What `msg_to_msrp` did (reserved for the gateway issue).
+    /// What `msg_to_msrp` did. The gateway answers the MESSAGE itself: `queued` 202,
+    /// `delivered` 200, `failed` the mapped error, `full` 503 with Retry-After, `error` 500.
     MsgToMsrpResult {
-        /// The MESSAGE is queued for (or sent on) the MSRP session.
+        /// `async`: the message is on its way (queued until the session is up, or sent).
         Queued => "queued",
-        /// The gateway could not take it (or is not built yet).
+        /// `sync`: every chunk was answered 200 by the MSRP side.
+        Delivered => "delivered",
+        /// `sync`: the MSRP side refused it, the session could not be set up, or it timed out.
+        Failed => "failed",
+        /// The session's queue is full (count, bytes) or the shard holds its maximum of
+        /// sessions.
+        Full => "full",
+        /// The MESSAGE cannot go anywhere (an empty key, no usable Request-URI).
+        Error => "error",
+    }
+}
+
+results! {
+    /// What `send_message` did.
+    SendMessageResult {
+        /// The MESSAGE left in a client transaction (its final response is logged).
+        Sent => "sent",
+        /// It could not be sent (no usable Request-URI, no listen address to send from).
         Error => "error",
     }
 }
@@ -214,6 +235,7 @@ pub enum ActionResult {
     Forward(ForwardResult),
     MsrpAnswer(MsrpAnswerResult),
     MsgToMsrp(MsgToMsrpResult),
+    SendMessage(SendMessageResult),
 }
 
 impl ActionResult {
@@ -228,6 +250,7 @@ impl ActionResult {
             ActionResult::Forward(r) => r.index(),
             ActionResult::MsrpAnswer(r) => r.index(),
             ActionResult::MsgToMsrp(r) => r.index(),
+            ActionResult::SendMessage(r) => r.index(),
         }
     }
 
@@ -242,6 +265,7 @@ impl ActionResult {
             ActionResult::Forward(r) => r.name(),
             ActionResult::MsrpAnswer(r) => r.name(),
             ActionResult::MsgToMsrp(r) => r.name(),
+            ActionResult::SendMessage(r) => r.name(),
         }
     }
 }
@@ -327,7 +351,9 @@ pub struct AsyncPullRequest<'a> {
     pub remove: bool,
 }
 
-/// Gateway `msrp_answer` parameters, rendered (reserved for the gateway issue).
+/// Gateway `msrp_answer` parameters, rendered: the INVITE's session is keyed by `key`, takes
+/// `content_types` (space separated), and its SENDs become MESSAGEs with these From, To and
+/// Request-URI.
 #[derive(Debug, Clone, Copy)]
 #[allow(missing_docs)]
 pub struct MsrpAnswer<'a> {
@@ -336,6 +362,79 @@ pub struct MsrpAnswer<'a> {
     pub from: &'a [u8],
     pub to: &'a [u8],
     pub ruri: &'a [u8],
+}
+
+/// How `msg_to_msrp` answers the MESSAGE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    /// 202 at once, whatever becomes of the message (failures run `gw:delivery_failed`).
+    #[default]
+    Async,
+    /// The MESSAGE's transaction is held until the MSRP side's 200 (answered 200) or error
+    /// (answered with the mapped code).
+    Sync,
+}
+
+/// Gateway `msg_to_msrp` parameters, rendered.
+#[derive(Debug, Clone, Copy)]
+pub struct MsgToMsrp<'a> {
+    /// The session's key.
+    pub key: &'a [u8],
+    /// The types offered for the MSRP session (space separated).
+    pub content_types: &'a [u8],
+    /// How the MESSAGE is answered.
+    pub mode: ReplyMode,
+}
+
+/// `send_message` parameters, rendered: a MESSAGE this server originates.
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct SendMessage<'a> {
+    pub ruri: &'a [u8],
+    pub from: &'a [u8],
+    pub to: &'a [u8],
+    pub content_type: &'a [u8],
+    pub body: &'a [u8],
+}
+
+/// A field of a gateway event (`$gw(name)` in templates), set while a `gw:*` event route runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GwField {
+    /// The session key.
+    Key,
+    /// The URI of the side that started the session (the MESSAGE's From, the INVITE's From).
+    FromUri,
+    /// The URI it wanted to reach.
+    ToUri,
+    /// The Request-URI the session was set up towards.
+    RUri,
+    /// A SIP status code (`gw:setup_failed`, `gw:delivery_failed`).
+    Code,
+    /// Why, in words.
+    Reason,
+    /// Why a session ended (`bye`, `timeout`, `transport`...).
+    Cause,
+    /// The Call-ID of the MESSAGE that was not delivered.
+    MsgId,
+}
+
+impl GwField {
+    /// Every field with its name in `$gw(name)`.
+    pub const ALL: &'static [(&'static str, GwField)] = &[
+        ("key", GwField::Key),
+        ("from_uri", GwField::FromUri),
+        ("to_uri", GwField::ToUri),
+        ("ruri", GwField::RUri),
+        ("code", GwField::Code),
+        ("reason", GwField::Reason),
+        ("cause", GwField::Cause),
+        ("msgid", GwField::MsgId),
+    ];
+
+    /// The field named `name`.
+    pub fn from_name(name: &str) -> Option<GwField> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|&(_, f)| f)
+    }
 }
 
 /// What a route acts on: the current message and everything its actions can touch.
@@ -392,17 +491,27 @@ pub trait Host {
     /// Writes a line to the log (`log` action, and errors the interpreter meets at run time).
     fn log(&mut self, level: LogLevel, message: &[u8]);
 
-    /// Gateway: answer an MSRP-side INVITE (reserved for the gateway issue; the default
+    /// Gateway: answer an MSRP-side INVITE (the default, for hosts without a gateway,
     /// answers `error`).
     fn msrp_answer(&mut self, req: &MsrpAnswer<'_>) -> Poll<MsrpAnswerResult> {
         let _ = req;
         Poll::Ready(MsrpAnswerResult::Error)
     }
 
-    /// Gateway: hand a SIP MESSAGE to an MSRP session (reserved for the gateway issue; the
-    /// default answers `error`).
-    fn msg_to_msrp(&mut self, key: &[u8], content_types: &[u8]) -> Poll<MsgToMsrpResult> {
-        let _ = (key, content_types);
+    /// Gateway: hand a SIP MESSAGE to an MSRP session (the default answers `error`).
+    fn msg_to_msrp(&mut self, req: &MsgToMsrp<'_>) -> Poll<MsgToMsrpResult> {
+        let _ = req;
         Poll::Ready(MsgToMsrpResult::Error)
+    }
+
+    /// Sends a MESSAGE of this server's own (the default answers `error`).
+    fn send_message(&mut self, req: &SendMessage<'_>) -> Poll<SendMessageResult> {
+        let _ = req;
+        Poll::Ready(SendMessageResult::Error)
+    }
+
+    /// Appends a field of the gateway event being handled (nothing outside `gw:*` routes).
+    fn event_field(&self, field: GwField, out: &mut Vec<u8>) {
+        let _ = (field, out);
     }
 }

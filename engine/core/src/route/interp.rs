@@ -14,8 +14,8 @@
 //!   `return`), the caller goes on with its next action.
 
 use super::host::{
-    ActionResult, AsyncPullRequest, HeaderEdit, Host, LogLevel, MsrpAnswer, PullRequest,
-    PushResult, Reply, Target,
+    ActionResult, AsyncPullRequest, HeaderEdit, Host, LogLevel, MsgToMsrp, MsrpAnswer, PullRequest,
+    PushResult, Reply, SendMessage, Target,
 };
 use super::program::{Action, ForwardTo, Match, Program, RouteId, Step};
 use sipshard_parser::sip::StartLine;
@@ -413,11 +413,40 @@ fn exec<H: Host + ?Sized>(program: &Program, st: &mut State, step: &Step, host: 
             };
             ready(host.msrp_answer(&req), |r| r.index())
         }
-        Action::MsgToMsrp { key, content_types } => {
+        Action::MsgToMsrp {
+            key,
+            content_types,
+            mode,
+        } => {
             let (mut k, mut c) = (Vec::new(), Vec::new());
             key.render(host, vars, &mut k);
             content_types.render(host, vars, &mut c);
-            ready(host.msg_to_msrp(&k, &c), |r| r.index())
+            let req = MsgToMsrp {
+                key: &k,
+                content_types: &c,
+                mode: *mode,
+            };
+            ready(host.msg_to_msrp(&req), |r| r.index())
+        }
+        Action::SendMessage {
+            ruri,
+            from,
+            to,
+            content_type,
+            body,
+        } => {
+            let mut b: [Vec<u8>; 5] = Default::default();
+            for (t, out) in [ruri, from, to, content_type, body].into_iter().zip(&mut b) {
+                t.render(host, vars, out);
+            }
+            let req = SendMessage {
+                ruri: &b[0],
+                from: &b[1],
+                to: &b[2],
+                content_type: &b[3],
+                body: &b[4],
+            };
+            ready(host.send_message(&req), |r| r.index())
         }
     }
 }
@@ -514,6 +543,7 @@ fn action_name(a: &Action) -> &'static str {
         Action::Log { .. } => "log",
         Action::MsrpAnswer { .. } => "msrp_answer",
         Action::MsgToMsrp { .. } => "msg_to_msrp",
+        Action::SendMessage { .. } => "send_message",
     }
 }
 
@@ -527,6 +557,7 @@ fn result_kind(r: ActionResult) -> &'static str {
         ActionResult::Forward(_) => "forward",
         ActionResult::MsrpAnswer(_) => "msrp_answer",
         ActionResult::MsgToMsrp(_) => "msg_to_msrp",
+        ActionResult::SendMessage(_) => "send_message",
     }
 }
 

@@ -22,12 +22,13 @@ mod tests;
 
 pub(crate) use compile::compile;
 pub use host::{
-    ActionResult, AsyncPullRequest, AsyncPullResult, CheckResult, ForwardResult, HeaderEdit, Host,
-    LogLevel, MsgToMsrpResult, MsrpAnswer, MsrpAnswerResult, PullRequest, PullResult, PushResult,
-    Reply, RmResult, Target, Transport,
+    ActionResult, AsyncPullRequest, AsyncPullResult, CheckResult, ForwardResult, GwField,
+    HeaderEdit, Host, LogLevel, MsgToMsrp, MsgToMsrpResult, MsrpAnswer, MsrpAnswerResult,
+    PullRequest, PullResult, PushResult, Reply, ReplyMode, RmResult, SendMessage,
+    SendMessageResult, Target, Transport,
 };
 pub use interp::{resume, run, Outcome, RunError, Suspended, MAX_DEPTH};
-pub use program::{GroupId, HeaderName, Program, RouteId};
+pub use program::{GroupId, GwEvent, HeaderName, Program, RouteId};
 pub use uid::UidGen;
 
 /// The template variables, as (syntax, meaning), for documentation and `--help` texts.

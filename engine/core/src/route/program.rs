@@ -1,7 +1,7 @@
 //! The compiled route program: routes by index, templates pre-parsed, header names classified,
 //! regexes compiled. Built once at load by the compiler and shared read-only by every shard.
 
-use super::host::{LogLevel, Target, Transport};
+use super::host::{LogLevel, ReplyMode, Target, Transport};
 use super::template::Template;
 use sipshard_parser::sip::{Header, HeaderKind};
 use std::fmt;
@@ -78,12 +78,26 @@ impl fmt::Display for HeaderName {
     }
 }
 
+/// The gateway's events, each with its event route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GwEvent {
+    /// `gw:setup_failed`: a session could not be set up.
+    SetupFailed,
+    /// `gw:session_ended`: a session ended.
+    SessionEnded,
+    /// `gw:delivery_failed`: a MESSAGE answered at once (`async`) was not delivered.
+    DeliveryFailed,
+}
+
 /// Entry and event routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entries {
     pub request: RouteId,
     pub response: Option<RouteId>,
     pub repo_expired: Option<RouteId>,
+    pub gw_setup_failed: Option<RouteId>,
+    pub gw_session_ended: Option<RouteId>,
+    pub gw_delivery_failed: Option<RouteId>,
 }
 
 /// A compiled route program. Cheap to share (`Send + Sync`, no interior mutability).
@@ -111,6 +125,31 @@ impl Program {
     /// as the message (and its original source and transport).
     pub fn repo_expired(&self) -> Option<RouteId> {
         self.entries.repo_expired
+    }
+
+    /// The gateway's event routes: `gw:setup_failed`, `gw:session_ended`,
+    /// `gw:delivery_failed`.
+    pub fn gw_event(&self, event: GwEvent) -> Option<RouteId> {
+        match event {
+            GwEvent::SetupFailed => self.entries.gw_setup_failed,
+            GwEvent::SessionEnded => self.entries.gw_session_ended,
+            GwEvent::DeliveryFailed => self.entries.gw_delivery_failed,
+        }
+    }
+
+    /// Whether any route uses a gateway action: the gateway (its MSRP listener, its SIP
+    /// transactions for MESSAGE and INVITE) runs only then.
+    pub fn uses_gateway(&self) -> bool {
+        self.routes.iter().any(|r| {
+            r.rules.iter().any(|rule| {
+                rule.actions.iter().any(|a| {
+                    matches!(
+                        a.action,
+                        Action::MsrpAnswer { .. } | Action::MsgToMsrp { .. }
+                    )
+                })
+            })
+        })
     }
 
     /// A route by name (for the control interface and tests; never needed at run time).
@@ -316,6 +355,14 @@ pub(crate) enum Action {
     MsgToMsrp {
         key: Template,
         content_types: Template,
+        mode: ReplyMode,
+    },
+    SendMessage {
+        ruri: Template,
+        from: Template,
+        to: Template,
+        content_type: Template,
+        body: Template,
     },
 }
 
@@ -332,6 +379,7 @@ impl Action {
             Action::Forward { .. } => ForwardResult::NAMES,
             Action::MsrpAnswer { .. } => MsrpAnswerResult::NAMES,
             Action::MsgToMsrp { .. } => MsgToMsrpResult::NAMES,
+            Action::SendMessage { .. } => SendMessageResult::NAMES,
             _ => &[],
         }
     }

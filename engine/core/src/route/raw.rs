@@ -158,8 +158,11 @@ pub(crate) struct RawAction {
     #[serde(rename = "return")]
     pub ret: Option<Spanned<bool>>,
     pub log: Option<Spanned<RawLog>>,
+    /// `msrp_gw_answer` is the seed's name for the same action.
+    #[serde(alias = "msrp_gw_answer")]
     pub msrp_answer: Option<Spanned<RawMsrpAnswer>>,
     pub msg_to_msrp: Option<Spanned<RawMsgToMsrp>>,
+    pub send_message: Option<Spanned<RawSendMessage>>,
 
     pub on_stored: Option<Str>,
     pub on_duplicate: Option<Str>,
@@ -173,12 +176,15 @@ pub(crate) struct RawAction {
     pub on_sent: Option<Str>,
     pub on_error: Option<Str>,
     pub on_answered: Option<Str>,
+    pub on_refused: Option<Str>,
+    pub on_delivered: Option<Str>,
+    pub on_failed: Option<Str>,
 }
 
 impl RawAction {
     /// The `on_<result>` keys that were written, as (result name, target route).
     pub fn branches(&self) -> Vec<(&'static str, &Str)> {
-        let all: [(&'static str, &Option<Str>); 12] = [
+        let all: [(&'static str, &Option<Str>); 15] = [
             ("stored", &self.on_stored),
             ("duplicate", &self.on_duplicate),
             ("retransmission", &self.on_retransmission),
@@ -191,6 +197,9 @@ impl RawAction {
             ("sent", &self.on_sent),
             ("error", &self.on_error),
             ("answered", &self.on_answered),
+            ("refused", &self.on_refused),
+            ("delivered", &self.on_delivered),
+            ("failed", &self.on_failed),
         ];
         all.into_iter()
             .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
@@ -281,4 +290,15 @@ pub(crate) struct RawMsrpAnswer {
 pub(crate) struct RawMsgToMsrp {
     pub key: Str,
     pub content_types: Str,
+    pub mode: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSendMessage {
+    pub ruri: Str,
+    pub from: Str,
+    pub to: Str,
+    pub body: Str,
+    pub content_type: Option<Str>,
 }

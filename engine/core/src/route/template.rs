@@ -4,7 +4,7 @@
 //! `$`. Rendering appends bytes to a caller's buffer; a variable with no value (a header the
 //! message lacks, an unset `$var`) renders as nothing.
 
-use super::host::Host;
+use super::host::{GwField, Host};
 use super::program::{HeaderName, VarId};
 use sipshard_parser::sip::StartLine;
 use std::io::Write;
@@ -28,6 +28,10 @@ pub(crate) const VARIABLES: &[(&str, &str)] = &[
     ("uid", "a fresh unique id"),
     ("hdr(Name)", "first value of header Name"),
     ("var(name)", "per-message variable"),
+    (
+        "gw(field)",
+        "a gateway event's field in gw:* routes: key, from_uri, to_uri, ruri, code, reason, cause, msgid",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +54,7 @@ pub(crate) enum Seg {
     Uid,
     Hdr(HeaderName),
     Var(VarId),
+    Gw(GwField),
 }
 
 /// A parsed template.
@@ -110,6 +115,27 @@ impl Template {
                     }
                     let name = &s[name_start..i];
                     match name {
+                        "gw" => {
+                            let close = (b.get(i) == Some(&b'('))
+                                .then(|| s[i..].find(')').map(|c| i + c))
+                                .flatten()
+                                .ok_or_else(|| err(start, "`$gw` needs `(field)`".to_owned()))?;
+                            let arg = &s[i + 1..close];
+                            i = close + 1;
+                            Seg::Gw(GwField::from_name(arg).ok_or_else(|| {
+                                err(
+                                    start,
+                                    format!(
+                                        "`$gw({arg})`: no such field (fields: {})",
+                                        GwField::ALL
+                                            .iter()
+                                            .map(|(n, _)| *n)
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    ),
+                                )
+                            })?)
+                        }
                         "hdr" | "var" => {
                             if b.get(i) != Some(&b'(') {
                                 return Err(err(start, format!("`${name}` needs `(name)`")));
@@ -199,6 +225,7 @@ impl Template {
                 Seg::Shard => {
                     let _ = write!(out, "{}", host.shard());
                 }
+                Seg::Gw(f) => host.event_field(*f, out),
                 Seg::SourceIp => {
                     let _ = write!(out, "{}", host.source().ip());
                 }

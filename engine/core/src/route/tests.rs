@@ -298,10 +298,10 @@ impl Host for Mock<'_, '_> {
         ));
         Poll::Ready(MsrpAnswerResult::Answered)
     }
-    fn msg_to_msrp(&mut self, key: &[u8], content_types: &[u8]) -> Poll<MsgToMsrpResult> {
+    fn msg_to_msrp(&mut self, req: &MsgToMsrp<'_>) -> Poll<MsgToMsrpResult> {
         self.world
             .events
-            .push(Ev::MsgToMsrp(s(key), s(content_types)));
+            .push(Ev::MsgToMsrp(s(req.key), s(req.content_types)));
         Poll::Ready(MsgToMsrpResult::Queued)
     }
 }

@@ -2,9 +2,10 @@
 //! ([`Out`]) and the work that travels between shards or waits in a task queue ([`Work`]).
 //! Everything here owns its bytes, so it can cross threads and outlive the input it came from.
 
+use crate::gateway::{GwOp, SipReply};
 use crate::route::{ActionResult, RouteId};
 use crate::sip_write;
-use crate::transport::{ConnId, RxContext, Transport};
+use crate::transport::{ConnId, MsrpConn, RxContext, Transport};
 use sipshard_parser::sip::Via;
 use std::net::SocketAddr;
 
@@ -34,6 +35,28 @@ pub enum Out {
         to: usize,
         /// The work.
         work: Work,
+    },
+    /// Open an MSRP connection to `addr` for a session this shard owns (the active side,
+    /// RFC 4975 §6); the driver names it `conn`. Writes to `conn` may follow at once: they
+    /// wait for the connection. If it cannot be opened, the driver reports it closed.
+    MsrpConnect {
+        /// The name this shard gave it (`conn.shard` is this shard).
+        conn: MsrpConn,
+        /// The far side's address (from its `a=path`).
+        addr: SocketAddr,
+    },
+    /// Write frames on an MSRP connection, which another shard may hold (the driver carries
+    /// the bytes to `conn.shard`).
+    MsrpWrite {
+        /// The connection.
+        conn: MsrpConn,
+        /// One or more whole frames.
+        bytes: Vec<u8>,
+    },
+    /// Close an MSRP connection this shard opened (its session ended).
+    MsrpClose {
+        /// The connection.
+        conn: MsrpConn,
     },
     /// Run work later on this shard, in task-queue group `group` (as `Program::groups`).
     Queue {
@@ -101,6 +124,21 @@ pub enum Work {
         /// The operation's result; `None` when the owner could not run it (its config changed
         /// since the request was made, so the route ids it names mean something else now).
         result: Option<ActionResult>,
+        /// The response the asking shard sends to the request its run is for, before the run
+        /// goes on (the gateway's operations answer the MESSAGE or INVITE themselves).
+        reply: Option<SipReply>,
+    },
+    /// A whole MSRP frame read on `conn`, for the shard owning the session its To-Path names.
+    Msrp {
+        /// Where it was read.
+        conn: MsrpConn,
+        /// The frame.
+        bytes: Vec<u8>,
+    },
+    /// An MSRP connection closed or failed: every session on it ends.
+    MsrpClosed {
+        /// The connection.
+        conn: MsrpConn,
     },
     /// Work this shard queued for itself (in a task-queue group).
     Deferred {
@@ -116,6 +154,8 @@ pub enum Work {
 pub enum RemoteOp {
     /// A repository operation on the owner of a Call-ID.
     Repo(RepoOp),
+    /// A gateway operation on the owner of a session key.
+    Gateway(GwOp),
 }
 
 impl RemoteOp {
@@ -123,6 +163,7 @@ impl RemoteOp {
     pub fn name(&self) -> &'static str {
         match self {
             RemoteOp::Repo(op) => op.name(),
+            RemoteOp::Gateway(op) => op.name(),
         }
     }
 }

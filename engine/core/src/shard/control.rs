@@ -51,6 +51,8 @@ enum Scope {
     Once,
     /// On the shard owning the `callid` parameter.
     OwnerOfCallid,
+    /// On the shard owning the gateway session `key`.
+    OwnerOfKey,
     /// On every shard; the results merge with the function.
     EachShard(fn(Vec<Value>) -> Value),
     /// Page by page over every shard in turn (`cursor` = shard << 40 | cursor in that shard).
@@ -147,6 +149,58 @@ pub static METHODS: &[Method] = &[
         },
     },
     Method {
+        name: "gw.list_sessions",
+        help: "every gateway session: key, from, to, ruri, state, ages, queue, MSRP session id, connection, owner shard",
+        scope: Scope::EachShard(|parts| {
+            let sessions: Vec<Value> = parts
+                .into_iter()
+                .flat_map(|p| match p {
+                    Value::Array(a) => a,
+                    _ => Vec::new(),
+                })
+                .collect();
+            json!({ "count": sessions.len(), "sessions": sessions })
+        }),
+        run: |core, cx, _, _| {
+            Ok(Value::Array(
+                core.gateway
+                    .as_ref()
+                    .map(|g| g.list(cx.now_ms))
+                    .unwrap_or_default(),
+            ))
+        },
+    },
+    Method {
+        name: "gw.end_session",
+        help: "key=K: end a gateway session (BYE, its queue reported)",
+        scope: Scope::OwnerOfKey,
+        run: |core, cx, params, outs| {
+            let key = str_param(params, "key")?.as_bytes().to_vec();
+            let mut ended = false;
+            core.with_gw(cx, outs, |gw, io| ended = gw.end_session(&key, io));
+            Ok(json!({ "ended": ended }))
+        },
+    },
+    Method {
+        name: "gw.stats",
+        help: "gateway sessions, queues and transactions, summed and per shard",
+        scope: Scope::EachShard(sum_counters),
+        run: |core, _, _, _| {
+            let mut v = core
+                .gateway
+                .as_ref()
+                .map(|g| g.stats_json())
+                .unwrap_or_else(|| json!({ "sessions": 0 }));
+            v["shard"] = json!(core.own.me());
+            for (name, _, value) in core.stats.counters() {
+                if name.starts_with("gw_") || name.starts_with("msrp_") {
+                    v[name] = json!(value);
+                }
+            }
+            Ok(v)
+        },
+    },
+    Method {
         name: "config.show",
         help: "the effective configuration, as TOML",
         scope: Scope::Once,
@@ -232,7 +286,11 @@ impl ShardCore {
         outs: &mut Vec<Out>,
     ) -> Result<Value, RpcError> {
         let m = method(name).ok_or_else(|| RpcError::method_not_found(name))?;
-        self.with_config(now_ms, |core, cx| (m.run)(core, cx, params, outs))
+        self.with_config(now_ms, |core, cx| {
+            let r = (m.run)(core, cx, params, outs);
+            core.drain_effects(cx, outs);
+            r
+        })
     }
 }
 
@@ -285,6 +343,14 @@ impl ControlCall {
                 let callid = str_param(&params, "callid")?;
                 CallState::Single {
                     shard: own.of_callid(callid.as_bytes()),
+                    params,
+                    result: None,
+                }
+            }
+            Scope::OwnerOfKey => {
+                let key = str_param(&params, "key")?;
+                CallState::Single {
+                    shard: own.of_key(key.as_bytes()),
                     params,
                     result: None,
                 }

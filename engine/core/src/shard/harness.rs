@@ -7,7 +7,7 @@
 use super::{ControlCall, Out, RpcError, ShardCore, SharedState, Work};
 use crate::config::{self, ConfigError, Overrides};
 use crate::metrics::ShardStats;
-use crate::transport::{ConnId, RxContext, Transport};
+use crate::transport::{ConnId, MsrpConn, RxContext, Transport};
 use serde_json::Value;
 use sipshard_parser::sip::{self, Framing, EMPTY_HEADER};
 use std::collections::VecDeque;
@@ -27,6 +27,8 @@ pub enum Dest {
     },
     /// Bytes written on a stream connection.
     Stream(ConnId),
+    /// Frames written on an MSRP connection.
+    Msrp(MsrpConn),
 }
 
 /// One thing a shard sent out.
@@ -48,6 +50,7 @@ impl Sent {
         match self.dest {
             Dest::Datagram { addr, .. } => addr,
             Dest::Stream(c) => c.peer,
+            Dest::Msrp(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
         }
     }
 
@@ -87,7 +90,13 @@ pub struct Harness {
     hold: bool,
     lose: Option<MeshFilter>,
     lost: usize,
+    /// MSRP connections the shards asked to open (and to close), in order.
+    msrp_connects: Vec<(MsrpConn, SocketAddr)>,
+    msrp_closes: Vec<MsrpConn>,
 }
+
+/// The MSRP listen address of a harness with a gateway (in name only).
+pub const HARNESS_MSRP: &str = "192.0.2.1:2855";
 
 /// Most steps a harness takes to settle one input before it calls the run a livelock.
 const MAX_STEPS: usize = 1_000_000;
@@ -111,20 +120,29 @@ impl Harness {
             (Transport::Udp, SocketAddr::new(ip, 5060)),
             (Transport::Tcp, SocketAddr::new(ip, 5060)),
         ];
-        let shared = Arc::new(SharedState::new(loaded, None, Overrides::default()));
         let stats: Vec<_> = (0..shards)
             .map(|_| Arc::new(ShardStats::default()))
             .collect();
+        let gateway = loaded.program.uses_gateway();
+        let shared = Arc::new(SharedState::new(loaded, None, Overrides::default()));
         let cores = (0..shards)
             .map(|i| {
-                ShardCore::new(
+                let core = ShardCore::new(
                     i,
                     shards,
                     shared.clone(),
                     stats[i].clone(),
                     listen.clone(),
                     0,
-                )
+                );
+                if !gateway {
+                    return core;
+                }
+                let net = crate::gateway::Net {
+                    sip: listen.clone(),
+                    msrp: vec![SocketAddr::new(ip, 2855)],
+                };
+                core.with_gateway(net, [i as u8 + 1; 32], 0)
             })
             .collect();
         Ok(Harness {
@@ -139,6 +157,8 @@ impl Harness {
             hold: false,
             lose: None,
             lost: 0,
+            msrp_connects: Vec::new(),
+            msrp_closes: Vec::new(),
         })
     }
 
@@ -190,6 +210,34 @@ impl Harness {
         let _ = self.cores[shard].on_stream_message(self.now_ms, bytes.to_vec(), rx, &mut outs);
         self.carry(shard, outs);
         self.settle();
+    }
+
+    /// A whole MSRP frame read by shard `shard` on connection `conn`; runs until nothing
+    /// moves.
+    pub fn msrp_frame(&mut self, shard: usize, conn: MsrpConn, bytes: &[u8]) {
+        let mut outs = Vec::new();
+        let _ = self.cores[shard].on_msrp_frame(self.now_ms, conn, bytes.to_vec(), &mut outs);
+        self.carry(shard, outs);
+        self.settle();
+    }
+
+    /// The MSRP connection `conn` (held by `conn.shard`) closed.
+    pub fn msrp_closed(&mut self, conn: MsrpConn) {
+        let shard = usize::from(conn.shard);
+        let mut outs = Vec::new();
+        self.cores[shard].on_msrp_closed(self.now_ms, conn, &mut outs);
+        self.carry(shard, outs);
+        self.settle();
+    }
+
+    /// MSRP connections the shards asked to open since the last call: (name, address).
+    pub fn take_msrp_connects(&mut self) -> Vec<(MsrpConn, SocketAddr)> {
+        std::mem::take(&mut self.msrp_connects)
+    }
+
+    /// MSRP connections the shards closed since the last call.
+    pub fn take_msrp_closes(&mut self) -> Vec<MsrpConn> {
+        std::mem::take(&mut self.msrp_closes)
     }
 
     fn rx(&self, transport: Transport, source: SocketAddr, conn: Option<ConnId>) -> RxContext {
@@ -342,6 +390,14 @@ impl Harness {
                     }
                 }
                 Out::Queue { work, .. } => self.queued.push_back((from, work)),
+                Out::MsrpConnect { conn, addr } => self.msrp_connects.push((conn, addr)),
+                Out::MsrpWrite { conn, bytes } => self.sent.push(Sent {
+                    shard: usize::from(conn.shard),
+                    dest: Dest::Msrp(conn),
+                    bytes,
+                    at_ms: self.now_ms,
+                }),
+                Out::MsrpClose { conn } => self.msrp_closes.push(conn),
             }
         }
     }

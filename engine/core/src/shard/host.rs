@@ -4,13 +4,16 @@
 //! owns send a [`RemoteOp`] and suspend the run (see [`super::remote`]).
 
 use super::boundary::{Out, RemoteOp, RepoOp, Token, Work};
+use super::remote::ANSWER_TIMEOUT_MS;
 use super::repository::{receive_context, rx_of_item};
 use super::{Cx, ShardCore, MAX_HEADERS};
+use crate::gateway::{EventFields, GwOp, InviteIn, Io, MessageIn, SipReply};
 use crate::repo::StoredMessage;
 use crate::route::{
-    self, ActionResult, AsyncPullRequest, AsyncPullResult, CheckResult, ForwardResult, HeaderEdit,
-    Host, LogLevel, Outcome, PullRequest, PullResult, PushResult, Reply, RmResult, RouteId, Target,
-    Transport,
+    self, ActionResult, AsyncPullRequest, AsyncPullResult, CheckResult, ForwardResult, GwField,
+    HeaderEdit, Host, LogLevel, MsgToMsrp, MsgToMsrpResult, MsrpAnswer, MsrpAnswerResult, Outcome,
+    PullRequest, PullResult, PushResult, Reply, ReplyMode, RmResult, RouteId, SendMessage,
+    SendMessageResult, Target, Transport,
 };
 use crate::sip_write;
 use crate::transport::RxContext;
@@ -37,6 +40,32 @@ impl ShardCore {
             rx,
             outs,
             token: None,
+            event: None,
+        };
+        let outcome = route::run(&cx.loaded.program, route, &mut host);
+        let token = host.token;
+        self.finish(cx, outcome, token, msg.as_bytes(), rx);
+    }
+
+    /// Runs an event route of the gateway, whose fields the route reads as `$gw(...)`. It
+    /// answers no request, and a run that would wait for another shard is not kept.
+    pub(super) fn run_event_route(
+        &mut self,
+        cx: Cx<'_>,
+        msg: &Message<'_, '_>,
+        rx: RxContext,
+        route: RouteId,
+        fields: &EventFields,
+        outs: &mut Vec<Out>,
+    ) {
+        let mut host = MsgHost {
+            core: self,
+            cx,
+            msg,
+            rx,
+            outs,
+            token: None,
+            event: Some(fields),
         };
         let outcome = route::run(&cx.loaded.program, route, &mut host);
         let token = host.token;
@@ -49,6 +78,7 @@ impl ShardCore {
         cx: Cx<'_>,
         token: Token,
         result: Option<ActionResult>,
+        reply: Option<SipReply>,
         outs: &mut Vec<Out>,
     ) {
         let Some(w) = self.remote.answer(token) else {
@@ -61,6 +91,14 @@ impl ShardCore {
         let (Some(suspended), Some(rx)) = (w.suspended, w.rx) else {
             return;
         };
+        if let Some(reply) = reply {
+            // The request is answered whatever becomes of the run.
+            let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+            if let Ok(Status::Complete(msg)) = sip::parse(&w.bytes, &mut headers, Framing::Datagram)
+            {
+                self.send_gw_reply(cx.now_ms, &msg, &rx, reply, outs);
+            }
+        }
         let Some(result) = result else {
             self.log(
                 LogLevel::Warn,
@@ -87,6 +125,7 @@ impl ShardCore {
             rx,
             outs,
             token: None,
+            event: None,
         };
         let outcome = route::resume(&cx.loaded.program, suspended, result, &mut host);
         let token = host.token;
@@ -149,6 +188,8 @@ struct MsgHost<'s, 'c, 'm, 'h, 'b> {
     outs: &'s mut Vec<Out>,
     /// The operation the run waits for, if it suspends.
     token: Option<Token>,
+    /// The gateway event an event route runs for.
+    event: Option<&'s EventFields>,
 }
 
 impl MsgHost<'_, '_, '_, '_, '_> {
@@ -215,6 +256,13 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
         if !self.msg.is_request() || self.msg.method() == Some(b"ACK") {
             return;
         }
+        if self.event.is_some() {
+            self.log(
+                LogLevel::Warn,
+                b"reply: a gateway event route has no request to answer",
+            );
+            return;
+        }
         let headers: Vec<(&str, &[u8])> = reply
             .headers
             .iter()
@@ -231,9 +279,14 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
             &headers,
             &mut out,
         );
-        let via = self.msg.top_via();
-        self.outs
-            .extend(Out::to_sender(&self.rx, via.as_ref(), out));
+        self.core.respond_to(
+            self.cx.now_ms,
+            self.msg,
+            &self.rx,
+            reply.code,
+            out,
+            self.outs,
+        );
     }
 
     fn forward(&mut self, to: Target, edits: &[HeaderEdit]) -> Poll<ForwardResult> {
@@ -363,5 +416,165 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
 
     fn log(&mut self, level: LogLevel, message: &[u8]) {
         self.core.log(level, &String::from_utf8_lossy(message));
+    }
+
+    fn msg_to_msrp(&mut self, req: &MsgToMsrp<'_>) -> Poll<MsgToMsrpResult> {
+        if self.core.gateway.is_none()
+            || self.event.is_some()
+            || self.msg.method() != Some(b"MESSAGE")
+        {
+            self.log(
+                LogLevel::Warn,
+                b"msg_to_msrp: only a received MESSAGE goes to an MSRP session",
+            );
+            return Poll::Ready(MsgToMsrpResult::Error);
+        }
+        let sip::StartLine::Request { uri, .. } = self.msg.start_line() else {
+            return Poll::Ready(MsgToMsrpResult::Error);
+        };
+        let m = MessageIn {
+            key: req.key.to_vec(),
+            types: req.content_types.to_vec(),
+            mode: req.mode,
+            from: self
+                .msg
+                .from()
+                .map(|f| f.uri.raw.to_vec())
+                .unwrap_or_default(),
+            to: self
+                .msg
+                .to()
+                .map(|t| t.uri.raw.to_vec())
+                .unwrap_or_default(),
+            ruri: uri.to_vec(),
+            call_id: self.msg.call_id().unwrap_or_default().to_vec(),
+            content_type: self.msg.content_type().unwrap_or(b"text/plain").to_vec(),
+            body: self.msg.body().to_vec(),
+        };
+        let (me, owner) = (self.core.own.me(), self.core.own.of_key(req.key));
+        let wait_ms = match req.mode {
+            ReplyMode::Sync => self
+                .cx
+                .loaded
+                .config
+                .gateway
+                .sync_timeout
+                .saturating_mul(1000)
+                .saturating_add(ANSWER_TIMEOUT_MS),
+            ReplyMode::Async => ANSWER_TIMEOUT_MS,
+        };
+        if owner != me {
+            let op = GwOp::MsgToMsrp(Box::new(m));
+            self.token = Some(
+                self.core
+                    .send_gateway_op(self.cx, owner, op, wait_ms, self.outs),
+            );
+            return Poll::Pending;
+        }
+        let token = (req.mode == ReplyMode::Sync).then(|| {
+            self.core
+                .remote
+                .reserve_for(self.cx.now_ms, me, "msg_to_msrp", wait_ms)
+        });
+        let core = &mut *self.core;
+        let gw = core.gateway.as_mut().expect("checked above");
+        let mut io = Io {
+            now_ms: self.cx.now_ms,
+            txs: &mut core.transactions,
+            outs: self.outs,
+            effects: &mut core.effects,
+        };
+        match gw.msg_to_msrp(m, token.map(|t| (me, t)), &mut io) {
+            Some((result, reply)) => {
+                if let Some(t) = token {
+                    self.core.remote.release(t);
+                }
+                self.core
+                    .send_gw_reply(self.cx.now_ms, self.msg, &self.rx, reply, self.outs);
+                Poll::Ready(result)
+            }
+            None => {
+                self.token = token;
+                Poll::Pending
+            }
+        }
+    }
+
+    fn msrp_answer(&mut self, req: &MsrpAnswer<'_>) -> Poll<MsrpAnswerResult> {
+        if self.core.gateway.is_none()
+            || self.event.is_some()
+            || self.msg.method() != Some(b"INVITE")
+        {
+            self.log(
+                LogLevel::Warn,
+                b"msrp_answer: only a received INVITE is answered",
+            );
+            return Poll::Ready(MsrpAnswerResult::Error);
+        }
+        let a = InviteIn {
+            key: req.key.to_vec(),
+            types: req.content_types.to_vec(),
+            from: req.from.to_vec(),
+            to: req.to.to_vec(),
+            ruri: req.ruri.to_vec(),
+            invite: self.msg.as_bytes().to_vec(),
+            rx: self.rx,
+        };
+        let (me, owner) = (self.core.own.me(), self.core.own.of_key(req.key));
+        if owner != me {
+            let op = GwOp::MsrpAnswer(Box::new(a));
+            self.token =
+                Some(
+                    self.core
+                        .send_gateway_op(self.cx, owner, op, ANSWER_TIMEOUT_MS, self.outs),
+                );
+            return Poll::Pending;
+        }
+        let core = &mut *self.core;
+        let gw = core.gateway.as_mut().expect("checked above");
+        let mut io = Io {
+            now_ms: self.cx.now_ms,
+            txs: &mut core.transactions,
+            outs: self.outs,
+            effects: &mut core.effects,
+        };
+        let (result, reply) = gw.msrp_answer(a, &mut io);
+        self.core
+            .send_gw_reply(self.cx.now_ms, self.msg, &self.rx, reply, self.outs);
+        Poll::Ready(result)
+    }
+
+    fn send_message(&mut self, req: &SendMessage<'_>) -> Poll<SendMessageResult> {
+        let core = &mut *self.core;
+        let Some(gw) = core.gateway.as_mut() else {
+            return Poll::Ready(SendMessageResult::Error);
+        };
+        let mut io = Io {
+            now_ms: self.cx.now_ms,
+            txs: &mut core.transactions,
+            outs: self.outs,
+            effects: &mut core.effects,
+        };
+        Poll::Ready(gw.send_message(req, &mut io))
+    }
+
+    fn event_field(&self, field: GwField, out: &mut Vec<u8>) {
+        let Some(f) = self.event else {
+            return;
+        };
+        match field {
+            GwField::Key => out.extend_from_slice(&f.key),
+            GwField::FromUri => out.extend_from_slice(&f.from_uri),
+            GwField::ToUri => out.extend_from_slice(&f.to_uri),
+            GwField::RUri => out.extend_from_slice(&f.ruri),
+            GwField::Code => {
+                if let Some(c) = f.code {
+                    out.extend_from_slice(c.to_string().as_bytes());
+                }
+            }
+            GwField::Reason => out.extend_from_slice(&f.reason),
+            GwField::Cause => out.extend_from_slice(f.cause.as_bytes()),
+            GwField::MsgId => out.extend_from_slice(&f.msgid),
+        }
     }
 }

@@ -14,12 +14,14 @@
 //! | `repo` | [`repository`] | the repository partition and its counters |
 //! | `tags`, `uid` | [`crate::sip_write`], [`crate::route::UidGen`] | To tags and `$uid`s minted here |
 //! | `transactions` | [`crate::transaction`] | SIP transactions this shard runs (the gateway's user agent) |
+//! | `gateway` | [`crate::gateway`] (driven from `gateway`) | gateway sessions whose keys this shard owns |
 //! | (none) | [`control`] | the control methods, which shards they run on, how results merge |
 //!
 //! Route runs go through [`host`], the route `Host` over these services.
 
 pub mod boundary;
 pub mod control;
+mod gateway;
 pub mod harness;
 mod host;
 mod ingress;
@@ -76,6 +78,9 @@ pub struct ShardCore {
     uid: UidGen,
     tags: ToTags,
     transactions: Transactions,
+    gateway: Option<crate::gateway::Gateway>,
+    /// What the gateway asked for and the core has not done yet.
+    effects: Vec<crate::gateway::Effect>,
 }
 
 impl ShardCore {
@@ -96,6 +101,8 @@ impl ShardCore {
             tags: ToTags::new(shared.boot(), id as u16),
             remote: RemoteOps::new(now_ms),
             transactions: Transactions::new(Timers::default(), MAX_TRANSACTIONS, now_ms),
+            gateway: None,
+            effects: Vec::new(),
             repo,
             listen,
             stats,
@@ -162,29 +169,49 @@ impl ShardCore {
                 generation,
                 op,
             } => {
-                // Always answered, refusal included: the asker's waiting run ends on the answer
-                // instead of waiting for its deadline.
-                let result = if generation == cx.generation {
-                    match op {
-                        RemoteOp::Repo(op) => Some(core.repo_op(cx, op, outs)),
-                    }
-                } else {
-                    core.log(
-                        LogLevel::Warn,
-                        &format!(
-                            "config reloaded while a cross-shard `{}` was in flight; refused",
-                            op.name()
-                        ),
-                    );
-                    None
-                };
                 core.stats.cross_shard_ops.fetch_add(1, Relaxed);
+                // Always answered, refusal included: the asker's waiting run ends on the answer
+                // instead of waiting for its deadline. A gateway operation names no route, so
+                // a reload does not matter to it; it may answer later (a `sync` MESSAGE).
+                let (result, reply) = match op {
+                    RemoteOp::Gateway(op) => match core.gateway_op(cx, op, token, from, outs) {
+                        Some((r, reply)) => (Some(r), Some(reply)),
+                        None => return,
+                    },
+                    RemoteOp::Repo(op) if generation == cx.generation => {
+                        (Some(core.repo_op(cx, op, outs)), None)
+                    }
+                    RemoteOp::Repo(op) => {
+                        core.log(
+                            LogLevel::Warn,
+                            &format!(
+                                "config reloaded while a cross-shard `{}` was in flight; refused",
+                                op.name()
+                            ),
+                        );
+                        (None, None)
+                    }
+                };
                 outs.push(Out::Shard {
                     to: from,
-                    work: Work::Done { token, result },
+                    work: Work::Done {
+                        token,
+                        result,
+                        reply,
+                    },
                 });
             }
-            Work::Done { token, result } => core.resume(cx, token, result, outs),
+            Work::Done {
+                token,
+                result,
+                reply,
+            } => core.resume(cx, token, result, reply, outs),
+            Work::Msrp { conn, bytes } => {
+                core.with_gw(cx, outs, |gw, io| gw.on_msrp_frame(conn, &bytes, io));
+            }
+            Work::MsrpClosed { conn } => {
+                core.with_gw(cx, outs, |gw, io| gw.on_msrp_closed(conn, io));
+            }
             Work::Deferred { generation, task } => {
                 if generation != cx.generation {
                     core.log(
@@ -209,8 +236,12 @@ impl ShardCore {
         }
         let mut events = Vec::new();
         self.transactions.handle_timeout(now_ms, outs, &mut events);
-        self.on_transaction_events(events);
-        self.with_config(now_ms, |core, cx| core.expire_items(cx, outs));
+        self.with_config(now_ms, |core, cx| {
+            core.on_transaction_events(cx, events, outs);
+            core.with_gw(cx, outs, |gw, io| gw.handle_timeout(io));
+            core.expire_items(cx, outs);
+            core.drain_effects(cx, outs);
+        });
     }
 
     /// Sends a request of this shard's own in a client transaction (retransmitted and timed
@@ -227,15 +258,28 @@ impl ShardCore {
         self.transactions.send_request(now_ms, request, hop, outs)
     }
 
-    /// What the transaction layer reports. Its user, the gateway, is not built yet, so nothing
-    /// creates transactions and nothing is reported.
-    fn on_transaction_events(&mut self, events: Vec<TxEvent>) {
-        for e in events {
-            tracing::debug!(
-                shard = self.own.me(),
-                "transaction event with no user: {e:?}"
-            );
+    /// What the transaction layer reports goes to its user, the gateway.
+    fn on_transaction_events(&mut self, cx: Cx<'_>, events: Vec<TxEvent>, outs: &mut Vec<Out>) {
+        self.stats
+            .sip_transactions
+            .store(self.transactions.len() as u64, Relaxed);
+        if events.is_empty() {
+            return;
         }
+        if self.gateway.is_none() {
+            for e in events {
+                tracing::debug!(
+                    shard = self.own.me(),
+                    "transaction event with no user: {e:?}"
+                );
+            }
+            return;
+        }
+        self.with_gw(cx, outs, |gw, io| {
+            for e in events {
+                gw.on_tx_event(e, io);
+            }
+        });
     }
 
     /// When [`ShardCore::handle_timeout`] next has work (ms on the shard's clock); `None` when
@@ -245,6 +289,7 @@ impl ShardCore {
             self.repo.next_deadline(),
             self.remote.next_deadline(),
             self.transactions.next_deadline(),
+            self.gateway.as_ref().and_then(|g| g.next_deadline()),
         ]
         .into_iter()
         .flatten()
@@ -279,7 +324,11 @@ impl ShardCore {
         };
         let program = &cx.loaded.program;
         if msg.is_request() {
+            if self.gateway.is_some() && self.gw_request(cx, &msg, rx, outs) {
+                return;
+            }
             self.run_route(cx, &msg, rx, program.request(), outs);
+            self.drain_effects(cx, outs);
             return;
         }
         // Responses: the transaction layer takes those to its own client transactions; the
@@ -289,7 +338,7 @@ impl ShardCore {
             .transactions
             .on_response(cx.now_ms, &msg, outs, &mut events)
         {
-            self.on_transaction_events(events);
+            self.on_transaction_events(cx, events, outs);
             return;
         }
         match program.response() {

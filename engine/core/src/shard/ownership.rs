@@ -19,6 +19,8 @@ pub struct Ownership {
     shards: usize,
     hasher: RandomState,
     boot: u64,
+    /// The gateway runs: a message bearing a tag the gateway minted goes to the tag's shard.
+    tags: bool,
 }
 
 impl Ownership {
@@ -30,7 +32,40 @@ impl Ownership {
             shards: shards.max(1),
             hasher,
             boot,
+            tags: false,
         }
+    }
+
+    /// Routes messages bearing a minted tag (From or To) to the shard that minted it: the
+    /// gateway's dialogs with the far side's Call-ID reach their session's owner in one hop.
+    pub fn route_by_tags(&mut self) {
+        self.tags = true;
+    }
+
+    /// The shard owning a gateway session key.
+    pub fn of_key(&self, key: &[u8]) -> usize {
+        if self.shards <= 1 {
+            return 0;
+        }
+        (self.hasher.hash_one(key) % self.shards as u64) as usize
+    }
+
+    /// Whether `tag` was minted by a shard of this process (a gateway dialog's tag).
+    pub fn is_minted_tag(&self, tag: &[u8]) -> bool {
+        minted_shard(tag, &self.hasher).is_some()
+    }
+
+    /// The shard named by a tag this process minted, in the header section of `bytes`.
+    fn of_tags(&self, bytes: &[u8]) -> Option<usize> {
+        let head = &bytes[..memchr::memmem::find(bytes, b"\r\n\r\n").unwrap_or(bytes.len())];
+        memchr::memmem::find_iter(head, b"tag=sg").find_map(|i| {
+            let tag = &head[i + 4..];
+            let end = tag
+                .iter()
+                .position(|c| !(c.is_ascii_alphanumeric() || *c == b'.'))
+                .unwrap_or(tag.len());
+            minted_shard(&tag[..end], &self.hasher).filter(|&s| s < self.shards)
+        })
     }
 
     /// This shard.
@@ -56,9 +91,15 @@ impl Ownership {
         (self.hasher.hash_one(callid) % self.shards as u64) as usize
     }
 
-    /// The shard owning the SIP message in `bytes`: its Call-ID's owner, or this shard when no
-    /// Call-ID is found (the message is then answered, or refused, here).
+    /// The shard owning the SIP message in `bytes`: the shard that minted a tag it bears (with
+    /// [`Ownership::route_by_tags`]), else its Call-ID's owner, or this shard when no Call-ID
+    /// is found (the message is then answered, or refused, here).
     pub fn of_message(&self, bytes: &[u8]) -> usize {
+        if self.tags && self.shards > 1 {
+            if let Some(s) = self.of_tags(bytes) {
+                return s;
+            }
+        }
         match sip::find_call_id(bytes) {
             Some(c) => self.of_callid(c),
             None => self.id,

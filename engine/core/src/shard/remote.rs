@@ -57,8 +57,20 @@ impl RemoteOps {
     /// Takes a token for an operation sent to shard `to`; the run fills its entry with
     /// [`RemoteOps::park`] once it has suspended.
     pub fn reserve(&mut self, now_ms: u64, to: usize, op: &'static str) -> Token {
+        self.reserve_for(now_ms, to, op, self.timeout_ms)
+    }
+
+    /// [`RemoteOps::reserve`] for an operation whose answer may take `timeout_ms` (a `sync`
+    /// MESSAGE waits for the MSRP side).
+    pub fn reserve_for(
+        &mut self,
+        now_ms: u64,
+        to: usize,
+        op: &'static str,
+        timeout_ms: u64,
+    ) -> Token {
         let id = self.waiting.insert(
-            now_ms.saturating_add(self.timeout_ms),
+            now_ms.saturating_add(timeout_ms),
             Waiting {
                 to,
                 op,
@@ -104,10 +116,9 @@ impl RemoteOps {
         for e in self.expired.drain(..) {
             tracing::warn!(
                 shard,
-                "no answer from shard {} to `{}` within {} ms; the route run waiting for it is dropped",
+                "no answer from shard {} to `{}` in time; the route run waiting for it is dropped",
                 e.value.to,
                 e.value.op,
-                self.timeout_ms
             );
         }
         n

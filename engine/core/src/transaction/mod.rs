@@ -344,6 +344,17 @@ impl Transactions {
             .map(|&id| TxId(id))
     }
 
+    /// The server transaction of a request received (its retransmissions match it too).
+    pub fn server_for(&self, request: &Message<'_, '_>) -> Option<TxId> {
+        let key = server_key(request)?;
+        self.servers.get(&key).map(|&id| TxId(id))
+    }
+
+    /// Sets the RFC 3261 timers of transactions started from now on.
+    pub fn set_timers(&mut self, timers: Timers) {
+        self.timers = timers;
+    }
+
     /// The user's response for server transaction `tx`; `false` when the transaction is gone
     /// or already answered finally (except an INVITE's 2xx again while it is accepted: the
     /// user retransmits its 2xx through the transaction, RFC 6026 §8.5).
