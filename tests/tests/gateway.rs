@@ -421,7 +421,10 @@ fn the_session_listing_shows_every_field() {
     s.carol_msrp
         .send_message(&s.gw_path, "text/plain", b"", 2048, false, "yes")
         .unwrap();
-    assert!(s.carol_msrp.recv_frame(WAIT).is_some(), "the bind is answered");
+    assert!(
+        s.carol_msrp.recv_frame(WAIT).is_some(),
+        "the bind is answered"
+    );
     let list = srv.ctl("gw.list_sessions", json!({}));
     assert_eq!(list["count"], 1);
     let sess = &list["sessions"][0];
