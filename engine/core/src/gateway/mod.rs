@@ -21,6 +21,8 @@ mod session;
 mod sip;
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 
 pub use flows::bad_frame_response;
