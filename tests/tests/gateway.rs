@@ -449,3 +449,21 @@ fn the_session_listing_shows_every_field() {
     assert!(metrics.contains("gw_sessions"), "{metrics}");
     srv.stop();
 }
+
+#[test]
+fn a_request_uri_naming_a_host_is_resolved_by_the_system_resolver() {
+    let srv = start(&example());
+    let mut p = PageModeSide::new();
+    let port = p.bob_sip.addr().port();
+    let mut spec = p.message("by name");
+    spec.ruri = format!("sip:bob@localhost:{port}");
+    spec.to = spec.ruri.clone();
+    let m = p.alice.send_message(srv.udp, &spec).unwrap();
+    assert_eq!(
+        p.alice.wait_final(&m.call_id, WAIT).unwrap().status(),
+        Some(202)
+    );
+    p.answer_invite(&srv);
+    assert_eq!(p.bob_msrp.recv_message(WAIT).unwrap().body, b"by name");
+    srv.stop();
+}

@@ -9,6 +9,7 @@
 //! - [`shard`]: what a shard's tasks share, carrying out the core's outputs, UDP and timer tasks.
 //! - [`tcp`]: SIP over TCP connections.
 //! - [`msrp`]: MSRP connections of the gateway.
+//! - [`resolve`]: name resolution for the gateway's requests (RFC 3263).
 //! - [`mesh`]: the channels between shards, which never block a handler.
 //! - [`control`]: the control endpoint's handler (on shard 0).
 //! - [`net`]: binding sockets.
@@ -17,6 +18,7 @@ mod control;
 mod mesh;
 mod msrp;
 pub mod net;
+mod resolve;
 mod shard;
 mod tcp;
 

@@ -123,6 +123,7 @@ impl Shard {
                     }
                 }
                 Out::MsrpClose { conn } => super::msrp::close(self, conn),
+                Out::Resolve { name, port } => self.resolve(name, port),
             }
         }
     }
@@ -136,6 +137,24 @@ impl Shard {
                 self.mesh.send(to, msg);
             }
         }
+    }
+
+    /// Resolves a name off the executor (its blocking thread), then hands the addresses to the
+    /// core.
+    fn resolve(self: &Rc<Self>, name: String, port: Option<u16>) {
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            let n = name.clone();
+            let addrs = glommio::executor()
+                .spawn_blocking(move || super::resolve::resolve(&n, port))
+                .await;
+            let mut outs = Vec::new();
+            me.core
+                .borrow_mut()
+                .on_resolved(me.now_ms(), &name, port, addrs, &mut outs);
+            me.perform_boxed(outs).await;
+        })
+        .detach();
     }
 
     /// Runs queued work later, in its task-queue group.

@@ -3,7 +3,7 @@
 //! to the [`Io`], and every session it touched is re-armed on the wheel before it returns.
 
 use super::session::{GwSession, Origin, Pending, Settle, State, Unacked};
-use super::sip::{self as gsip, Way};
+use super::sip::{self as gsip, Next, Way};
 use super::{Effect, EventFields, Gateway, InviteIn, Io, MessageIn, SipReply, TxUse};
 use crate::dialog::Dialog;
 use crate::gateway::Inbound;
@@ -25,6 +25,24 @@ use sipshard_parser::Status;
 use std::sync::atomic::Ordering::Relaxed;
 
 const MAX_HEADERS: usize = 64;
+
+/// Requests that may wait for one name to be resolved (past it they fail at once).
+const MAX_WAITING_PER_NAME: usize = 1024;
+/// Names whose addresses are kept.
+const MAX_RESOLVED: usize = 4096;
+/// How long resolved addresses are used (the driver's resolver caches by the records' TTLs;
+/// this only spares asking it for every request).
+const RESOLVED_TTL_MS: u64 = 30_000;
+
+/// A request waiting for its Request-URI's name to be resolved.
+#[derive(Debug)]
+pub(super) struct Waiter {
+    bytes: Vec<u8>,
+    use_: Option<TxUse>,
+    listen: u16,
+    /// The family of our Via: the address picked must be of it.
+    v4: bool,
+}
 
 /// How a session ends: why (`$gw(cause)`), and the SIP code its undelivered MESSAGEs get.
 #[derive(Debug, Clone, Copy)]
@@ -251,13 +269,6 @@ impl Gateway {
             },
             &mut invite,
         );
-        let Some(tx) = io
-            .txs
-            .send_request(io.now_ms, invite.clone(), way.hop, io.outs)
-        else {
-            return Err(error(503));
-        };
-        self.by_tx.insert(tx, TxUse::Invite { key: key.into() });
         let id: Box<[u8]> = msrp_id.into_bytes().into();
         let mut s = GwSession::new(Origin::Message, id.clone(), &self.cfg, io.now_ms);
         s.msg_from = m.to.clone().into();
@@ -265,14 +276,141 @@ impl Gateway {
         s.msg_ruri = m.from.clone().into();
         s.target = m.ruri.clone().into();
         s.types = m.types.clone().into();
-        s.invite = Some(invite);
-        s.invite_tx = Some(tx);
-        self.by_msrp.insert(id, key.into());
-        self.by_call.insert(call_id.into_bytes().into(), key.into());
+        s.invite = Some(invite.clone());
+        self.by_msrp.insert(id.clone(), key.into());
+        self.by_call
+            .insert(call_id.clone().into_bytes().into(), key.into());
         self.sessions.insert(key.into(), s);
+        // The session exists before the INVITE leaves: its transaction (made now, or once the
+        // Request-URI's name is resolved) is recorded in it.
+        let use_ = TxUse::Invite { key: key.into() };
+        if self.dispatch(&way, invite, Some(use_), io).is_err() {
+            self.sessions.remove(key);
+            self.by_msrp.remove(&id);
+            self.by_call.remove(call_id.as_bytes());
+            return Err(error(503));
+        }
         self.stats.gw_sessions_created.fetch_add(1, Relaxed);
         self.publish();
         Ok(())
+    }
+
+    /// Sends a request of ours the way `way` says: in a client transaction for `use_` (none:
+    /// an ACK, sent as it is), at once to an address, or once the driver has resolved the
+    /// name. What it was for comes back when it cannot be sent at all.
+    fn dispatch(
+        &mut self,
+        way: &Way,
+        bytes: Vec<u8>,
+        use_: Option<TxUse>,
+        io: &mut Io<'_>,
+    ) -> Result<(), Option<TxUse>> {
+        let v4 = way.via.1.is_ipv4();
+        let dest = match &way.next {
+            Next::Addr(a) => *a,
+            Next::Name { host, port } => {
+                let key = (host.clone(), *port);
+                let cached = self
+                    .resolved
+                    .get(&key)
+                    .filter(|(_, until)| *until > io.now_ms)
+                    .and_then(|(addrs, _)| addrs.iter().find(|a| a.is_ipv4() == v4).copied());
+                match cached {
+                    Some(a) => a,
+                    None => {
+                        let waiting = self.resolving.entry(key).or_default();
+                        if waiting.len() >= MAX_WAITING_PER_NAME {
+                            return Err(use_);
+                        }
+                        if waiting.is_empty() {
+                            io.outs.push(Out::Resolve {
+                                name: host.clone(),
+                                port: *port,
+                            });
+                        }
+                        waiting.push(Waiter {
+                            bytes,
+                            use_,
+                            listen: way.listen,
+                            v4,
+                        });
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        self.send_to(dest, way.listen, bytes, use_, io)
+    }
+
+    fn send_to(
+        &mut self,
+        dest: std::net::SocketAddr,
+        listen: u16,
+        bytes: Vec<u8>,
+        use_: Option<TxUse>,
+        io: &mut Io<'_>,
+    ) -> Result<(), Option<TxUse>> {
+        let hop = Hop::Datagram { listen, dest };
+        let Some(use_) = use_ else {
+            io.outs.push(hop.send(bytes));
+            return Ok(());
+        };
+        let Some(tx) = io.txs.send_request(io.now_ms, bytes, hop, io.outs) else {
+            return Err(Some(use_));
+        };
+        if let TxUse::Invite { key } = &use_ {
+            if let Some(s) = self.sessions.get_mut(key) {
+                s.invite_tx = Some(tx);
+            }
+        }
+        self.by_tx.insert(tx, use_);
+        Ok(())
+    }
+
+    /// The driver resolved `name` (RFC 3263: SRV, then A/AAAA): the requests waiting for it
+    /// leave; with no address of their family, they fail as a transport error would (503).
+    pub fn on_resolved(
+        &mut self,
+        name: &str,
+        port: Option<u16>,
+        addrs: Vec<std::net::SocketAddr>,
+        io: &mut Io<'_>,
+    ) {
+        let key = (name.to_owned(), port);
+        let waiters = self.resolving.remove(&key).unwrap_or_default();
+        if addrs.is_empty() {
+            tracing::info!(shard = self.me, "gateway: `{name}` did not resolve");
+        } else {
+            if self.resolved.len() >= MAX_RESOLVED {
+                let now = io.now_ms;
+                self.resolved.retain(|_, (_, until)| *until > now);
+                if self.resolved.len() >= MAX_RESOLVED {
+                    self.resolved.clear();
+                }
+            }
+            self.resolved
+                .insert(key, (addrs.clone(), io.now_ms + RESOLVED_TTL_MS));
+        }
+        for w in waiters {
+            let sent = match addrs.iter().find(|a| a.is_ipv4() == w.v4) {
+                Some(&dest) => self.send_to(dest, w.listen, w.bytes, w.use_, io),
+                None => Err(w.use_),
+            };
+            if let Err(use_) = sent {
+                self.fail_unsent(use_, io);
+            }
+        }
+    }
+
+    /// A request that could not be sent: its session or message fails as after a 503.
+    fn fail_unsent(&mut self, use_: Option<TxUse>, io: &mut Io<'_>) {
+        match use_ {
+            Some(TxUse::Invite { key }) => {
+                self.setup_failed(&key, 503, b"Service Unavailable", io);
+            }
+            Some(TxUse::Message(inb)) => self.report_inbound(&inb, 503, io),
+            _ => {}
+        }
     }
 
     /// Sends a message on an up session.
@@ -566,7 +704,7 @@ impl Gateway {
                 let mut ack = Vec::new();
                 if sip_write::write_ack(&inv, &resp, &mut ack) {
                     if let Ok((way, _)) = self.way(&gsip_target(&inv)) {
-                        io.outs.push(way.hop.send(ack));
+                        let _ = self.dispatch(&way, ack, None, io);
                     }
                 }
                 self.setup_failed(key, 502, b"Bad Gateway", io);
@@ -654,11 +792,8 @@ impl Gateway {
                 b"",
                 &mut out,
             );
-            if method == "ACK" {
-                io.outs.push(way.hop.send(out));
-            } else if let Some(tx) = io.txs.send_request(io.now_ms, out, way.hop, io.outs) {
-                self.by_tx.insert(tx, TxUse::Other);
-            }
+            let use_ = (method != "ACK").then_some(TxUse::Other);
+            let _ = self.dispatch(&way, out, use_, io);
         }
     }
 
@@ -698,11 +833,8 @@ impl Gateway {
             b"",
             &mut out,
         );
-        if method == "ACK" {
-            io.outs.push(way.hop.send(out));
-        } else if let Some(tx) = io.txs.send_request(io.now_ms, out, way.hop, io.outs) {
-            self.by_tx.insert(tx, TxUse::Other);
-        }
+        let use_ = (method != "ACK").then_some(TxUse::Other);
+        let _ = self.dispatch(&way, out, use_, io);
     }
 
     /// Whether `msg` (a request with a To tag) is in one of our dialogs; if so it is handled
@@ -960,11 +1092,8 @@ impl Gateway {
             },
             &mut out,
         );
-        match io.txs.send_request(io.now_ms, out, way.hop, io.outs) {
-            Some(tx) => {
-                self.by_tx.insert(tx, TxUse::Message(Box::new(inb)));
-            }
-            None => self.report_inbound(&inb, 503, io),
+        if let Err(use_) = self.dispatch(&way, out, Some(TxUse::Message(Box::new(inb))), io) {
+            self.fail_unsent(use_, io);
         }
     }
 
@@ -1123,9 +1252,7 @@ impl Gateway {
             return;
         }
         if let Ok((way, _)) = self.way(&gsip_target(&inv)) {
-            if let Some(tx) = io.txs.send_request(io.now_ms, out, way.hop, io.outs) {
-                self.by_tx.insert(tx, TxUse::Other);
-            }
+            let _ = self.dispatch(&way, out, Some(TxUse::Other), io);
         }
     }
 
@@ -1294,12 +1421,9 @@ impl Gateway {
             },
             &mut out,
         );
-        match io.txs.send_request(io.now_ms, out, way.hop, io.outs) {
-            Some(tx) => {
-                self.by_tx.insert(tx, TxUse::Other);
-                SendMessageResult::Sent
-            }
-            None => SendMessageResult::Error,
+        match self.dispatch(&way, out, Some(TxUse::Other), io) {
+            Ok(()) => SendMessageResult::Sent,
+            Err(_) => SendMessageResult::Error,
         }
     }
 

@@ -224,6 +224,10 @@ pub struct Gateway {
     /// One entry per session: its key, at its earliest deadline.
     wheel: TimingWheel<Box<[u8]>>,
     next_conn: u32,
+    /// Requests waiting for a name (and port) to be resolved.
+    resolving: HashMap<(String, Option<u16>), Vec<flows::Waiter>>,
+    /// Names resolved lately: their addresses, and until when they are used.
+    resolved: HashMap<(String, Option<u16>), (Vec<SocketAddr>, u64)>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -268,6 +272,8 @@ impl Gateway {
             endpoint: Endpoint::new(local.as_bytes()),
             wheel: TimingWheel::new(TICK_MS, now_ms),
             next_conn: 0,
+            resolving: HashMap::new(),
+            resolved: HashMap::new(),
         }
     }
 

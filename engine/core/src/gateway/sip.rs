@@ -3,16 +3,27 @@
 //! (`docs/gateway.md`).
 
 use crate::locate::{self, Target};
-use crate::transaction::Hop;
 use crate::transport::Transport;
 use sipshard_parser::sip::Message;
 use std::io::Write;
 use std::net::SocketAddr;
 
-/// How a request of ours leaves: the transaction hop and the Via it carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a request of ours goes: an address, or a name the driver resolves first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Next {
+    Addr(SocketAddr),
+    /// RFC 3263 §4.2: with a port, its A/AAAA records; without, SRV first.
+    Name {
+        host: String,
+        port: Option<u16>,
+    },
+}
+
+/// How a request of ours leaves: where to, from which UDP listen address, with which Via.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Way {
-    pub hop: Hop,
+    pub next: Next,
+    pub listen: u16,
     /// Our Via's transport and sent-by.
     pub via: (&'static str, SocketAddr),
 }
@@ -22,9 +33,6 @@ pub(crate) struct Way {
 pub(crate) enum NoWay {
     /// The URI is no SIP URI we can send to.
     Uri(locate::LocateError),
-    /// It names a host, and the gateway sends only to addresses (an IP literal or the
-    /// outbound proxy).
-    Name(String),
     /// No UDP listen address of the destination's family names a host for our Via.
     NoListen,
 }
@@ -33,10 +41,6 @@ impl std::fmt::Display for NoWay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             NoWay::Uri(e) => write!(f, "{e}"),
-            NoWay::Name(h) => write!(
-                f,
-                "`{h}` is a name; set [gateway] outbound_proxy or use an IP address"
-            ),
             NoWay::NoListen => f.write_str(
                 "no UDP listen address of the destination's family to send from (a wildcard \
                  such as 0.0.0.0 cannot be put in a Via)",
@@ -45,28 +49,32 @@ impl std::fmt::Display for NoWay {
     }
 }
 
-/// The way to the next hop of `uri` (RFC 3263 §4, addresses only), sent from the first
-/// UDP listen address of the destination's family.
+/// The way to the next hop of `uri` (RFC 3263 §4), sent from a UDP listen address: of the
+/// destination's family for an address; for a name, the first one (IPv4 preferred), whose
+/// family the resolved addresses are then picked in.
 pub(crate) fn way_to(uri: &[u8], listen: &[(Transport, SocketAddr)]) -> Result<Way, NoWay> {
     let hop = locate::next_hop(uri).map_err(NoWay::Uri)?;
-    let dest = match hop.target {
-        Target::Addr(a) => a,
-        Target::Name { host, .. } => return Err(NoWay::Name(host)),
+    let usable = |a: &SocketAddr, v4: Option<bool>| {
+        !a.ip().is_unspecified() && v4.is_none_or(|v4| a.is_ipv4() == v4)
+    };
+    let pick = |v4: Option<bool>| {
+        listen
+            .iter()
+            .enumerate()
+            .filter(|(_, (t, a))| *t == Transport::Udp && usable(a, v4))
+            .min_by_key(|(_, (_, a))| !a.is_ipv4())
+            .map(|(i, &(_, a))| (i as u16, a))
     };
     // Replies to requests of ours come back to our Via; over UDP, whatever the URI's
     // transport parameter says (the gateway opens no SIP connections of its own).
-    let (i, &(_, local)) = listen
-        .iter()
-        .enumerate()
-        .find(|(_, (t, a))| {
-            *t == Transport::Udp && a.is_ipv4() == dest.is_ipv4() && !a.ip().is_unspecified()
-        })
-        .ok_or(NoWay::NoListen)?;
+    let (next, found) = match hop.target {
+        Target::Addr(a) => (Next::Addr(a), pick(Some(a.is_ipv4()))),
+        Target::Name { host, port } => (Next::Name { host, port }, pick(None)),
+    };
+    let (listen, local) = found.ok_or(NoWay::NoListen)?;
     Ok(Way {
-        hop: Hop::Datagram {
-            listen: i as u16,
-            dest,
-        },
+        next,
+        listen,
         via: ("UDP", local),
     })
 }
@@ -189,22 +197,22 @@ mod tests {
             (Transport::Udp, "192.0.2.1:5060".parse().unwrap()),
         ];
         let w = way_to(b"sip:bob@198.51.100.7:5070", &listen).unwrap();
-        assert_eq!(
-            w.hop,
-            Hop::Datagram {
-                listen: 2,
-                dest: "198.51.100.7:5070".parse().unwrap()
-            }
-        );
+        assert_eq!(w.next, Next::Addr("198.51.100.7:5070".parse().unwrap()));
+        assert_eq!(w.listen, 2);
         assert_eq!(w.via, ("UDP", "192.0.2.1:5060".parse().unwrap()));
         assert_eq!(
             way_to(b"sip:bob@[2001:db8::1]", &listen),
             Err(NoWay::NoListen)
         );
-        assert!(matches!(
-            way_to(b"sip:bob@example.com", &listen),
-            Err(NoWay::Name(h)) if h == "example.com"
-        ));
+        let w = way_to(b"sip:bob@Example.COM", &listen).unwrap();
+        assert_eq!(
+            w.next,
+            Next::Name {
+                host: "example.com".into(),
+                port: None
+            }
+        );
+        assert_eq!(w.listen, 2);
         assert!(matches!(
             way_to(b"mailto:bob@example.com", &listen),
             Err(NoWay::Uri(_))

@@ -682,3 +682,42 @@ fn harness_msrp_address_is_what_the_offer_names() {
     assert!(text.contains("a=setup:actpass"));
     assert!(text.contains("m=message 2855 TCP/MSRP *"));
 }
+
+#[test]
+fn a_request_uri_with_a_name_waits_for_the_resolver() {
+    let mut h = Harness::new(2, CONFIG).unwrap();
+    let msg = String::from_utf8(message("n1", "by name", ""))
+        .unwrap()
+        .replacen(
+            &format!("MESSAGE sip:bob@{BOB} "),
+            "MESSAGE sip:bob@bob.example ",
+            1,
+        );
+    h.datagram(0, addr(ALICE), msg.as_bytes());
+    let sent = h.take_sent();
+    assert_eq!(find(&sent, "202").len(), 1);
+    assert!(
+        find(&sent, "INVITE").is_empty(),
+        "nothing leaves before the name resolves"
+    );
+    let asked = h.take_resolves();
+    assert_eq!(asked.len(), 1);
+    let (shard, name, port) = asked[0].clone();
+    assert_eq!((name.as_str(), port), ("bob.example", None));
+    h.resolved(shard, &name, port, &[addr(BOB)]);
+    let invite = find(&h.take_sent(), "INVITE")
+        .first()
+        .map(|s| (s.peer(), s.bytes.clone()))
+        .expect("the INVITE, once resolved");
+    assert_eq!(invite.0, addr(BOB));
+    assert!(String::from_utf8_lossy(&invite.1).starts_with("INVITE sip:bob@bob.example SIP/2.0"));
+    // A name that does not resolve fails the setup: gw:setup_failed tells the sender.
+    let mut h = Harness::new(1, CONFIG).unwrap();
+    h.datagram(0, addr(ALICE), msg.as_bytes());
+    h.take_sent();
+    let (shard, name, port) = h.take_resolves()[0].clone();
+    h.resolved(shard, &name, port, &[]);
+    let told = find(&h.take_sent(), "MESSAGE").len();
+    assert_eq!(told, 1, "the sender is told");
+    assert_eq!(h.core(0).gateway_sessions(), 0);
+}

@@ -53,6 +53,15 @@ pub enum Out {
         /// One or more whole frames.
         bytes: Vec<u8>,
     },
+    /// Resolve a host name for a request of the gateway (RFC 3263 §4.2: SRV records of
+    /// `_sip._udp.<name>` when no port is given, else or then A/AAAA); the driver answers with
+    /// [`crate::shard::ShardCore::on_resolved`] on this shard.
+    Resolve {
+        /// The name.
+        name: String,
+        /// The port the URI gave.
+        port: Option<u16>,
+    },
     /// Close an MSRP connection this shard opened (its session ended).
     MsrpClose {
         /// The connection.

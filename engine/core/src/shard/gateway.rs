@@ -84,6 +84,21 @@ impl ShardCore {
         });
     }
 
+    /// The driver's answer to an [`Out::Resolve`] of this shard: the addresses (none: the
+    /// name did not resolve).
+    pub fn on_resolved(
+        &mut self,
+        now_ms: u64,
+        name: &str,
+        port: Option<u16>,
+        addrs: Vec<std::net::SocketAddr>,
+        outs: &mut Vec<Out>,
+    ) {
+        self.with_config(now_ms, |core, cx| {
+            core.with_gw(cx, outs, |gw, io| gw.on_resolved(name, port, addrs, io))
+        });
+    }
+
     /// Runs `f` on the gateway with this turn's [`Io`], then what it asked for.
     pub(super) fn with_gw(
         &mut self,

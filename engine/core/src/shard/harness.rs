@@ -93,6 +93,8 @@ pub struct Harness {
     /// MSRP connections the shards asked to open (and to close), in order.
     msrp_connects: Vec<(MsrpConn, SocketAddr)>,
     msrp_closes: Vec<MsrpConn>,
+    /// Names the shards asked to resolve: (shard, name, port).
+    resolves: Vec<(usize, String, Option<u16>)>,
 }
 
 /// The MSRP listen address of a harness with a gateway (in name only).
@@ -159,6 +161,7 @@ impl Harness {
             lost: 0,
             msrp_connects: Vec::new(),
             msrp_closes: Vec::new(),
+            resolves: Vec::new(),
         })
     }
 
@@ -233,6 +236,19 @@ impl Harness {
     /// MSRP connections the shards asked to open since the last call: (name, address).
     pub fn take_msrp_connects(&mut self) -> Vec<(MsrpConn, SocketAddr)> {
         std::mem::take(&mut self.msrp_connects)
+    }
+
+    /// Names the shards asked to resolve since the last call: (shard, name, port).
+    pub fn take_resolves(&mut self) -> Vec<(usize, String, Option<u16>)> {
+        std::mem::take(&mut self.resolves)
+    }
+
+    /// The resolver's answer to shard `shard` for `name` (no addresses: it did not resolve).
+    pub fn resolved(&mut self, shard: usize, name: &str, port: Option<u16>, addrs: &[SocketAddr]) {
+        let mut outs = Vec::new();
+        self.cores[shard].on_resolved(self.now_ms, name, port, addrs.to_vec(), &mut outs);
+        self.carry(shard, outs);
+        self.settle();
     }
 
     /// MSRP connections the shards closed since the last call.
@@ -398,6 +414,7 @@ impl Harness {
                     at_ms: self.now_ms,
                 }),
                 Out::MsrpClose { conn } => self.msrp_closes.push(conn),
+                Out::Resolve { name, port } => self.resolves.push((from, name, port)),
             }
         }
     }
