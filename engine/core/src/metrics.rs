@@ -107,13 +107,13 @@ pub fn render_prometheus(shards: &[std::sync::Arc<ShardStats>]) -> String {
         return out;
     };
     for (i, (name, help, _)) in first.counters().into_iter().enumerate() {
-        let gauge = matches!(name, "items" | "bytes" | "tcp_connections");
-        let metric = if gauge {
-            format!("sipshard_repo_{name}")
-        } else {
-            format!("sipshard_{name}_total")
+        // Gauges say so in their help text; the rest only ever grow.
+        let gauge = help.ends_with("(gauge)");
+        let metric = match (gauge, name) {
+            (true, "items" | "bytes") => format!("sipshard_repo_{name}"),
+            (true, _) => format!("sipshard_{name}"),
+            (false, _) => format!("sipshard_{name}_total"),
         };
-        let metric = metric.replace("sipshard_repo_tcp_connections", "sipshard_tcp_connections");
         let _ = writeln!(out, "# HELP {metric} {help}");
         let _ = writeln!(
             out,

@@ -420,6 +420,35 @@ pub fn load_str(
     let (program, w) =
         route::compile(&routes, &groups, src).map_err(|e| s.at_span(e.span, e.message))?;
     warnings.extend(w.iter().map(|w| s.warning(w.span.clone(), &w.message)));
+    if program.uses_gateway() {
+        // Each MSRP listen address names us in our `a=path`, which the far side connects to.
+        if let Some(a) = config
+            .gateway
+            .msrp_listen
+            .iter()
+            .find(|a| a.ip().is_unspecified())
+        {
+            let span = raw
+                .gateway
+                .as_ref()
+                .and_then(|g| g.msrp_listen.as_ref())
+                .map(|l| l.span())
+                .unwrap_or(0..0);
+            return Err(s.at_span(
+                span,
+                format!(
+                    "msrp_listen {a} is a wildcard, but it is also the address our a=path gives \
+                     the far side to connect to: listen on a specific address"
+                ),
+            ));
+        }
+        if config.gateway.msrp_listen.is_empty() {
+            return Err(s.at_span(
+                0..0,
+                "the routes use the gateway, which needs an msrp_listen address",
+            ));
+        }
+    }
 
     // Keep the route section as written, for `--print-config`.
     if let Ok(mut doc) = src.parse::<toml::Table>() {

@@ -140,6 +140,25 @@ impl Gateway {
             return Some((MsgToMsrpResult::Error, SipReply::code(500)));
         }
         self.stats.gw_sip_to_msrp.fetch_add(1, Relaxed);
+        if m.body.len() as u64 > self.cfg.max_message_size.0 {
+            return Some((MsgToMsrpResult::Error, SipReply::code(413)));
+        }
+        let up = self
+            .sessions
+            .get(&m.key[..])
+            .is_some_and(|s| s.state == State::Up);
+        if !up && m.body.len() as u64 > self.cfg.queue_max_bytes.0 {
+            // It could never wait in the queue: refused before any session is set up for it.
+            self.stats.gw_queue_full.fetch_add(1, Relaxed);
+            return Some((
+                MsgToMsrpResult::Full,
+                SipReply {
+                    code: 503,
+                    retry_after: Some(self.cfg.setup_timeout.min(u64::from(u32::MAX)) as u32),
+                    response: None,
+                },
+            ));
+        }
         let settle = match (m.mode, waiting) {
             (ReplyMode::Sync, Some((from, token))) => Settle::Sync {
                 from,
@@ -483,21 +502,6 @@ impl Gateway {
             return (MsrpAnswerResult::Error, SipReply::code(500));
         };
         let key: Box<[u8]> = a.key.clone().into();
-        if self.sessions.contains_key(&key) {
-            // A new INVITE for a key in use: the MSRP user started over; the old session
-            // goes, and its messages with it.
-            self.end(&key, Ending::new("replaced", 480), io);
-        }
-        if self.sessions.len() as u64 >= self.cfg.max_sessions {
-            return (
-                MsrpAnswerResult::Error,
-                SipReply {
-                    code: 503,
-                    retry_after: Some(60),
-                    response: None,
-                },
-            );
-        }
         // RFC 4975 §5.4 / RFC 6135: the offerer is active unless it says passive.
         let we_connect = offer.setup == Some(Setup::Passive);
         let remote_path = offer.path.join(&b' ');
@@ -509,12 +513,28 @@ impl Gateway {
         } else {
             None
         };
-        let msrp_id = self.mint.new_id();
-        let path = format!("msrp://{local}/{msrp_id};tcp");
         let to_tag = self.mint.call_id();
         let Ok(dialog) = Dialog::as_uas(&inv, to_tag.as_bytes()) else {
             return (MsrpAnswerResult::Error, SipReply::code(400));
         };
+        let replacing = self.sessions.contains_key(&key);
+        if self.sessions.len() as u64 - u64::from(replacing) >= self.cfg.max_sessions {
+            return (
+                MsrpAnswerResult::Error,
+                SipReply {
+                    code: 503,
+                    retry_after: Some(60),
+                    response: None,
+                },
+            );
+        }
+        if replacing {
+            // A new INVITE for a key in use: the MSRP user started over; the old session
+            // goes, and its messages with it (only now that the new one can be made).
+            self.end(&key, Ending::new("replaced", 480), io);
+        }
+        let msrp_id = self.mint.new_id();
+        let path = format!("msrp://{local}/{msrp_id};tcp");
         let mut body = Vec::with_capacity(256);
         sdp::write(
             &sdp::Description {
@@ -561,15 +581,22 @@ impl Gateway {
         s.msg_from = a.from.into();
         s.msg_to = a.to.into();
         s.msg_ruri = a.ruri.into();
-        s.types = a.types.into();
-        if a.rx.transport == Transport::Udp {
+        s.types = a.types.clone().into();
+        // RFC 3261 §13.3.1.4: the 2xx is retransmitted until its ACK whatever the transport
+        // (a hop further on may be UDP).
+        let hop = match (a.rx.transport, a.rx.conn) {
+            (Transport::Tcp, Some(conn)) => Some(Hop::Stream(conn)),
+            (Transport::Tcp, None) => None,
+            (Transport::Udp, _) => Some(Hop::Datagram {
+                listen: a.rx.listen,
+                dest: sip_write::udp_response_destination(inv.top_via().as_ref(), a.rx.source),
+            }),
+        };
+        if let Some(hop) = hop {
             let t1 = self.cfg.t1_ms;
             s.unacked = Some(Unacked {
                 bytes: response.clone(),
-                hop: Hop::Datagram {
-                    listen: a.rx.listen,
-                    dest: sip_write::udp_response_destination(inv.top_via().as_ref(), a.rx.source),
-                },
+                hop,
                 next_ms: io.now_ms + t1,
                 interval_ms: t1,
                 give_up_ms: io.now_ms + 64 * t1,
@@ -583,12 +610,12 @@ impl Gateway {
             path.as_bytes(),
             &remote_path,
             id_prefix(&msrp_id),
-        );
+        )
+        .accepting(&ours);
         match connect_to {
             Some(addr) => {
                 let conn = self.new_conn();
                 io.outs.push(Out::MsrpConnect { conn, addr });
-                self.stats.msrp_connections.fetch_add(1, Relaxed);
                 self.endpoint.add(msrp_id.as_bytes(), ms, Some(conn));
                 s.conn = Some(conn);
                 s.opened = true;
@@ -744,11 +771,11 @@ impl Gateway {
             path.as_bytes(),
             &remote_path,
             id_prefix(&text(&msrp_id)),
-        );
+        )
+        .accepting(&ours);
         if let (true, Some(addr)) = (we_connect, addr) {
             let conn = self.new_conn();
             io.outs.push(Out::MsrpConnect { conn, addr });
-            self.stats.msrp_connections.fetch_add(1, Relaxed);
             self.endpoint.add(&msrp_id, ms, Some(conn));
             let sess = self.sessions.get_mut(key).expect("looked up above");
             sess.conn = Some(conn);
@@ -952,7 +979,7 @@ impl Gateway {
         let key = id.as_ref().and_then(|i| self.by_msrp.get(&i[..])).cloned();
         if let (FrameFate::Taken, Some(key)) = (fate, &key) {
             if let Some(sess) = self.sessions.get_mut(key) {
-                sess.last_msrp_ms = io.now_ms;
+                sess.msrp_seen = true;
                 if bound_before.is_none() && sess.conn.is_none() {
                     // The far side connected and bound the session (we are passive).
                     sess.conn = Some(conn);
@@ -974,7 +1001,7 @@ impl Gateway {
         self.on_endpoint_events(events, io);
         for id in ended {
             if let Some(key) = self.by_msrp.get(&id[..]).cloned() {
-                self.end(&key, Ending::new("transport", 480), io);
+                self.connection_lost(&key, io);
             }
         }
         // A connection we opened that never bound (a failed connect) ends its session too.
@@ -985,7 +1012,19 @@ impl Gateway {
             .map(|(k, _)| k.clone())
             .collect();
         for key in unbound {
-            self.end(&key, Ending::new("transport", 480), io);
+            self.connection_lost(&key, io);
+        }
+    }
+
+    /// A session's connection is gone. If nothing ever came on it (the connect failed), the
+    /// session was never set up; otherwise it ends for a transport loss.
+    fn connection_lost(&mut self, key: &[u8], io: &mut Io<'_>) {
+        match self.sessions.get(key) {
+            Some(s) if !s.msrp_seen => {
+                self.setup_failed(key, 503, b"MSRP connection failed", io);
+            }
+            Some(_) => self.end(key, Ending::new("transport", 480), io),
+            None => {}
         }
     }
 
@@ -1003,8 +1042,11 @@ impl Gateway {
                     from_path,
                 } => {
                     if body.is_empty() {
-                        // A bind or a keepalive.
+                        // A bind or a keepalive: no message, so the session stays idle.
                         continue;
+                    }
+                    if let Some(sess) = self.sessions.get_mut(&key) {
+                        sess.last_msrp_ms = io.now_ms;
                     }
                     let inb = Inbound {
                         msrp_id: session.into(),
@@ -1153,14 +1195,18 @@ impl Gateway {
             return;
         }
         self.stats.gw_setup_failed.fetch_add(1, Relaxed);
-        let mut fields = self.fields(key);
-        fields.code = Some(code);
-        fields.reason = reason.to_vec();
-        fields.cause = "setup_failed";
-        io.effects.push(Effect::Event {
-            event: GwEvent::SetupFailed,
-            fields,
-        });
+        // Only a session we set up for a MESSAGE has a sender waiting to be told; an MSRP
+        // user whose session never came up (it did not connect) has sent nothing.
+        if self.sessions.get(key).map(|s| s.origin) == Some(Origin::Message) {
+            let mut fields = self.fields(key);
+            fields.code = Some(code);
+            fields.reason = reason.to_vec();
+            fields.cause = "setup_failed";
+            io.effects.push(Effect::Event {
+                event: GwEvent::SetupFailed,
+                fields,
+            });
+        }
         self.end(
             key,
             Ending::new("setup_failed", gsip::sip_status_of_setup(code)),
@@ -1207,7 +1253,6 @@ impl Gateway {
         }
         if let (true, Some(conn)) = (sess.opened, sess.conn) {
             io.outs.push(Out::MsrpClose { conn });
-            self.stats.msrp_connections.fetch_sub(1, Relaxed);
         }
         // The SIP side.
         if let Some(d) = &sess.dialog {
@@ -1427,11 +1472,12 @@ impl Gateway {
         }
     }
 
-    /// `gw.list_sessions` on this shard.
-    pub fn list(&self, now_ms: u64) -> Vec<Value> {
+    /// `gw.list_sessions` on this shard: at most `limit` sessions, by key.
+    pub fn list(&self, now_ms: u64, limit: usize) -> Vec<Value> {
         let mut v: Vec<(&Box<[u8]>, &GwSession)> = self.sessions.iter().collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v.into_iter()
+            .take(limit)
             .map(|(k, s)| s.listing(k, self.me, now_ms))
             .collect()
     }
@@ -1508,10 +1554,13 @@ fn settle(
     io: &mut Io<'_>,
 ) {
     let ok = code == 200;
-    if ok {
-        stats.gw_delivered.fetch_add(1, Relaxed);
-    } else {
-        stats.gw_failed.fetch_add(1, Relaxed);
+    // A held MESSAGE answered at its deadline was counted then; its late outcome is not.
+    if p.settle != Settle::Answered {
+        if ok {
+            stats.gw_delivered.fetch_add(1, Relaxed);
+        } else {
+            stats.gw_failed.fetch_add(1, Relaxed);
+        }
     }
     match p.settle {
         Settle::Sync { from, token, .. } => io.effects.push(Effect::Settle {

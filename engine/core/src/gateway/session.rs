@@ -105,6 +105,8 @@ pub(crate) struct GwSession {
     pub conn: Option<MsrpConn>,
     /// We opened `conn` (and close it when the session ends).
     pub opened: bool,
+    /// A frame came from the MSRP side: the connection works.
+    pub msrp_seen: bool,
     pub queue: MessageQueue<Pending>,
     pub in_flight: HashMap<MsgId, Pending>,
     pub created_ms: u64,
@@ -142,6 +144,7 @@ impl GwSession {
             msrp_id,
             conn: None,
             opened: false,
+            msrp_seen: false,
             queue: MessageQueue::new(queue_limits(cfg)),
             in_flight: HashMap::new(),
             created_ms: now_ms,

@@ -151,26 +151,17 @@ pub(crate) fn sip_status_of_setup(code: u16) -> u16 {
     }
 }
 
-/// The URI inside a name-addr value (`"Bob" <sip:bob@h>;tag=x` gives `sip:bob@h`), or the
-/// value itself when it has no angle brackets.
-pub(crate) fn uri_of(value: &[u8]) -> &[u8] {
-    match memchr::memchr(b'<', value) {
-        Some(open) => {
-            let rest = &value[open + 1..];
-            &rest[..memchr::memchr(b'>', rest).unwrap_or(rest.len())]
-        }
-        None => {
-            let end = memchr::memchr(b';', value).unwrap_or(value.len());
-            value[..end].trim_ascii()
-        }
-    }
-}
-
-/// `<uri>`, as a From or To value.
+/// A From, To or Route value for `uri`: a name-addr is kept as it is; a bare URI is put in
+/// angle brackets whole, so its parameters (`;lr`, `;transport=tcp`) stay the URI's (RFC 3261
+/// §20.10: without brackets they would be header parameters).
 pub(crate) fn name_addr(uri: &[u8]) -> Vec<u8> {
+    let uri = uri.trim_ascii();
+    if memchr::memchr(b'<', uri).is_some() {
+        return uri.to_vec();
+    }
     let mut v = Vec::with_capacity(uri.len() + 2);
     v.push(b'<');
-    v.extend_from_slice(uri_of(uri));
+    v.extend_from_slice(uri);
     v.push(b'>');
     v
 }
@@ -257,9 +248,9 @@ To: <sip:bob@h>\r\nCall-ID: c\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n";
 
     #[test]
     fn uris_are_read_out_of_name_addrs_and_msrp_paths() {
-        assert_eq!(uri_of(b"\"Bob\" <sip:bob@h>;tag=1"), b"sip:bob@h");
-        assert_eq!(uri_of(b"sip:bob@h;tag=1"), b"sip:bob@h");
         assert_eq!(name_addr(b"sip:a@h"), b"<sip:a@h>");
+        assert_eq!(name_addr(b"sip:p:5070;lr"), b"<sip:p:5070;lr>");
+        assert_eq!(name_addr(b"\"A\" <sip:a@h>"), b"\"A\" <sip:a@h>");
         assert_eq!(
             msrp_addr(b"msrp://192.0.2.5:7394/abc;tcp"),
             Some("192.0.2.5:7394".parse().unwrap())

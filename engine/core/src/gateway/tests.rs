@@ -343,7 +343,10 @@ fn an_answer_without_a_common_type_gets_ack_then_bye_and_the_messages_fail() {
 #[test]
 fn the_connection_closing_sends_bye_and_reports_the_queue() {
     let mut h = Harness::new(2, CONFIG).unwrap();
-    let (conn, _) = set_up(&mut h, "c1", "");
+    let (conn, sent) = set_up(&mut h, "c1", "");
+    // The far side answers the first SEND: the connection works.
+    let first = frames_on(&sent, conn);
+    h.msrp_frame(usize::from(conn.shard), conn, &ok_for(&first[0]));
     // A sync message in flight when the connection goes.
     h.datagram(0, addr(ALICE), &message("c2", "in flight", "X-Sync: 1\r\n"));
     h.take_sent();
@@ -720,4 +723,42 @@ fn a_request_uri_with_a_name_waits_for_the_resolver() {
     let told = find(&h.take_sent(), "MESSAGE").len();
     assert_eq!(told, 1, "the sender is told");
     assert_eq!(h.core(0).gateway_sessions(), 0);
+}
+
+#[test]
+fn a_connection_that_never_worked_is_a_failed_setup() {
+    let mut h = Harness::new(1, CONFIG).unwrap();
+    let (conn, _) = set_up(&mut h, "k1", "");
+    h.msrp_closed(conn);
+    let sent = h.take_sent();
+    let told = find(&sent, "MESSAGE");
+    assert_eq!(told.len(), 1, "gw:setup_failed tells the sender {sent:#?}");
+    assert!(String::from_utf8_lossy(&body(told[0])).contains("503"));
+    assert_eq!(find(&sent, "BYE").len(), 1);
+}
+
+#[test]
+fn a_send_of_a_type_we_did_not_offer_gets_415() {
+    let mut h = Harness::new(1, CONFIG).unwrap();
+    carol_invite(0, &mut h, "actpass");
+    let path = our_path(find(&h.take_sent(), "200")[0]);
+    let conn = MsrpConn { shard: 0, id: 3 };
+    let png = String::from_utf8(send_frame(
+        "tx01", &path, "msg00001", "1-3/3", '$', "PNG", "",
+    ))
+    .unwrap()
+    .replace("Content-Type: text/plain", "Content-Type: image/png");
+    h.msrp_frame(0, conn, png.as_bytes());
+    let sent = h.take_sent();
+    let frames = frames_on(&sent, conn);
+    assert_eq!(frames.len(), 1);
+    with_frame(&frames[0], |f| assert_eq!(f.code(), Some(415)));
+    assert!(find(&sent, "MESSAGE").is_empty());
+}
+
+#[test]
+fn the_gateway_refuses_a_wildcard_msrp_listen_address() {
+    let cfg = CONFIG.replace("192.0.2.1:2855", "0.0.0.0:2855");
+    let e = Harness::new(1, &cfg).err().expect("refused").to_string();
+    assert!(e.contains("wildcard"), "{e}");
 }

@@ -240,6 +240,12 @@ impl Reassembly {
         }
     }
 
+    /// When the partial message touched longest ago was last touched (its staleness starts
+    /// there).
+    pub fn oldest_ms(&self) -> Option<u64> {
+        self.partial.values().map(|p| p.last_ms).min()
+    }
+
     /// Drops messages whose last chunk came before `before_ms`; returns their Message-IDs.
     pub fn drop_stale(&mut self, before_ms: u64) -> Vec<Vec<u8>> {
         let stale: Vec<Vec<u8>> = self

@@ -102,6 +102,8 @@ pub struct Session {
     in_flight: Vec<InFlight>,
     sent: HashMap<MsgId, Sent>,
     reassembly: Reassembly,
+    /// The types we take (our `a=accept-types`); empty: any.
+    accept_types: Vec<Vec<u8>>,
 }
 
 impl Session {
@@ -117,7 +119,14 @@ impl Session {
             in_flight: Vec::new(),
             sent: HashMap::new(),
             reassembly: Reassembly::new(config.reassembly),
+            accept_types: Vec::new(),
         }
+    }
+
+    /// Takes only messages of these types (wildcards as in `a=accept-types`); others get 415.
+    pub fn accepting(mut self, types: &[&[u8]]) -> Session {
+        self.accept_types = types.iter().map(|t| t.to_vec()).collect();
+        self
     }
 
     /// Our URI.
@@ -130,9 +139,17 @@ impl Session {
         self.sent.len()
     }
 
-    /// When the earliest SEND times out.
+    /// When the earliest SEND times out, or the partial message left longest is abandoned.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.in_flight.iter().map(|t| t.deadline_ms).min()
+        let stale = self
+            .reassembly
+            .oldest_ms()
+            .map(|t| t.saturating_add(self.config.transaction_timeout_ms + 1));
+        self.in_flight
+            .iter()
+            .map(|t| t.deadline_ms)
+            .chain(stale)
+            .min()
     }
 
     fn id(&mut self, kind: u8) -> Vec<u8> {
@@ -266,6 +283,27 @@ impl Session {
             }
             return;
         };
+        // RFC 4975 §7.3: a type we did not offer to take is refused (the first chunk carries
+        // it; a later chunk's type is the message's).
+        if let (Some(ct), false) = (frame.content_type(), self.accept_types.is_empty()) {
+            let ty = ct.split(|&c| c == b';').next().unwrap_or(ct).trim_ascii();
+            if !self
+                .accept_types
+                .iter()
+                .any(|a| crate::sdp::type_matches(a, ty))
+            {
+                if wants_response(frame, 415) {
+                    write::write_response(
+                        frame,
+                        415,
+                        b"Unsupported Media Type",
+                        &self.local,
+                        push(out),
+                    );
+                }
+                return;
+            }
+        }
         let got = self.reassembly.add(
             now_ms,
             message_id,

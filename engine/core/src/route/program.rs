@@ -137,15 +137,18 @@ impl Program {
         }
     }
 
-    /// Whether any route uses a gateway action: the gateway (its MSRP listener, its SIP
-    /// transactions for MESSAGE and INVITE) runs only then.
+    /// Whether any route uses a gateway action (`msrp_answer`, `msg_to_msrp`,
+    /// `send_message`): the gateway (its MSRP listener, SIP transactions for the requests it
+    /// takes) runs only then.
     pub fn uses_gateway(&self) -> bool {
         self.routes.iter().any(|r| {
             r.rules.iter().any(|rule| {
                 rule.actions.iter().any(|a| {
                     matches!(
                         a.action,
-                        Action::MsrpAnswer { .. } | Action::MsgToMsrp { .. }
+                        Action::MsrpAnswer { .. }
+                            | Action::MsgToMsrp { .. }
+                            | Action::SendMessage { .. }
                     )
                 })
             })

@@ -150,7 +150,7 @@ pub static METHODS: &[Method] = &[
     },
     Method {
         name: "gw.list_sessions",
-        help: "every gateway session: key, from, to, ruri, state, ages, queue, MSRP session id, connection, owner shard",
+        help: "[limit=N]: gateway sessions (at most N per shard, default 1000): key, from, to, ruri, state, ages, queue, MSRP session id, connection, owner shard",
         scope: Scope::EachShard(|parts| {
             let sessions: Vec<Value> = parts
                 .into_iter()
@@ -161,11 +161,16 @@ pub static METHODS: &[Method] = &[
                 .collect();
             json!({ "count": sessions.len(), "sessions": sessions })
         }),
-        run: |core, cx, _, _| {
+        run: |core, cx, params, _| {
+            let limit = params
+                .get("limit")
+                .and_then(Value::as_u64)
+                .unwrap_or(1000)
+                .clamp(1, 100_000) as usize;
             Ok(Value::Array(
                 core.gateway
                     .as_ref()
-                    .map(|g| g.list(cx.now_ms))
+                    .map(|g| g.list(cx.now_ms, limit))
                     .unwrap_or_default(),
             ))
         },

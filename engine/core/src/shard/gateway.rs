@@ -28,6 +28,7 @@ impl ShardCore {
             t4_ms: cfg.t4_ms,
         });
         self.own.route_by_tags();
+        self.gw_generation = self.shared.generation();
         self.gateway = Some(Gateway::new(
             self.own.me(),
             &cfg,
@@ -109,6 +110,17 @@ impl ShardCore {
         let Some(gw) = self.gateway.as_mut() else {
             return;
         };
+        if self.gw_generation != cx.generation {
+            // A reloaded [gateway] applies from now on (the listeners stay as they were).
+            let c = &cx.loaded.config.gateway;
+            gw.set_config(c);
+            self.transactions.set_timers(Timers {
+                t1_ms: c.t1_ms,
+                t2_ms: c.t2_ms,
+                t4_ms: c.t4_ms,
+            });
+            self.gw_generation = cx.generation;
+        }
         let mut io = Io {
             now_ms: cx.now_ms,
             txs: &mut self.transactions,

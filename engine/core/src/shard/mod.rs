@@ -79,6 +79,8 @@ pub struct ShardCore {
     tags: ToTags,
     transactions: Transactions,
     gateway: Option<crate::gateway::Gateway>,
+    /// The config generation the gateway's settings come from.
+    gw_generation: u64,
     /// What the gateway asked for and the core has not done yet.
     effects: Vec<crate::gateway::Effect>,
 }
@@ -102,6 +104,7 @@ impl ShardCore {
             remote: RemoteOps::new(now_ms),
             transactions: Transactions::new(Timers::default(), MAX_TRANSACTIONS, now_ms),
             gateway: None,
+            gw_generation: 0,
             effects: Vec::new(),
             repo,
             listen,
