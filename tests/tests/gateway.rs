@@ -5,7 +5,7 @@
 use serde_json::json;
 use sipshard_load::peer::msrp::{write_chunk, Chunk, MsrpPeer};
 use sipshard_load::peer::sdp;
-use sipshard_load::peer::sip::{InviteSpec, MessageSpec, SipUa};
+use sipshard_load::peer::sip::{InviteSpec, MessageSpec, SipUa, Transport as SipTransport};
 use sipshard_parser::msrp::Flag;
 use sipshard_tests::{examples, Server};
 use std::path::PathBuf;

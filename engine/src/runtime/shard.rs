@@ -124,6 +124,10 @@ impl Shard {
                 }
                 Out::MsrpClose { conn } => super::msrp::close(self, conn),
                 Out::Resolve { name, port } => self.resolve(name, port),
+                Out::Connect { conn } => {
+                    let local = self.spec.listen[usize::from(conn.listen)].1;
+                    super::tcp::connect(self, conn, local);
+                }
             }
         }
     }

@@ -159,19 +159,85 @@ pub(super) async fn write_replies(
 }
 
 async fn tcp_connection(shard: Rc<Shard>, listen: u16, local: SocketAddr, stream: TcpStream) {
-    use futures_lite::AsyncReadExt;
     let Ok(peer) = stream.peer_addr() else {
         return;
     };
+    let (queue, wake, room) = ConnQueue::new();
+    shard
+        .conns
+        .borrow_mut()
+        .insert((listen, peer), queue.clone());
+    serve(shard, listen, local, peer, stream, (queue, wake, room)).await;
+}
+
+/// Opens a connection the core asked for (a request of the gateway's over TCP); writes queue
+/// until it is up, and it is then read like an accepted one (the responses come on it). One
+/// that cannot be opened is dropped with what was queued (the request's transaction times
+/// out).
+pub(super) fn connect(shard: &Rc<Shard>, conn: ConnId, local: SocketAddr) {
+    if shard.conns.borrow().contains_key(&(conn.listen, conn.peer)) {
+        return;
+    }
+    let (queue, wake, room) = ConnQueue::new();
+    shard
+        .conns
+        .borrow_mut()
+        .insert((conn.listen, conn.peer), queue.clone());
+    let s = shard.clone();
+    glommio::spawn_local(async move {
+        let stream = glommio::timer::timeout(Duration::from_secs(10), async {
+            TcpStream::connect(conn.peer).await
+        })
+        .await;
+        match stream {
+            Ok(stream) => {
+                serve(
+                    s,
+                    conn.listen,
+                    local,
+                    conn.peer,
+                    stream,
+                    (queue, wake, room),
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::info!(
+                    "shard {}: TCP connection to {} failed: {e}",
+                    s.id,
+                    conn.peer
+                );
+                s.conns.borrow_mut().remove(&(conn.listen, conn.peer));
+                queue.close();
+                s.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    })
+    .detach();
+}
+
+/// Reads and writes one connection until either side ends it.
+async fn serve(
+    shard: Rc<Shard>,
+    listen: u16,
+    local: SocketAddr,
+    peer: SocketAddr,
+    stream: TcpStream,
+    writer: (Rc<ConnQueue>, LocalReceiver<()>, LocalSender<()>),
+) {
+    use futures_lite::AsyncReadExt;
+    let (queue, wake, room_tx) = writer;
     // Reads and writes go through two descriptors of the one connection, so the reader (here)
     // and the writer task never share a borrow and nothing locks.
     let mut reader = match reader_for(&stream) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(
-                "shard {}: cannot set up connection from {peer}: {e}",
+                "shard {}: cannot set up connection with {peer}: {e}",
                 shard.id
             );
+            shard.conns.borrow_mut().remove(&(listen, peer));
+            queue.close();
             return;
         }
     };
@@ -180,11 +246,6 @@ async fn tcp_connection(shard: Rc<Shard>, listen: u16, local: SocketAddr, stream
     // previous one is unacknowledged waits for the peer's (delayed) ACK, milliseconds on a
     // quiet connection.
     let _ = stream.set_nodelay(true);
-    let (queue, wake, room_tx) = ConnQueue::new();
-    shard
-        .conns
-        .borrow_mut()
-        .insert((listen, peer), queue.clone());
     shard.stats.tcp_connections.fetch_add(1, Ordering::Relaxed);
     let writer = glommio::spawn_local(write_replies(queue.clone(), stream, wake, room_tx));
     let conn = ConnId {

@@ -17,7 +17,7 @@ use crate::sdp::{self, Setup};
 use crate::shard::{Out, Token};
 use crate::sip_write::{self, reason_phrase, Request};
 use crate::transaction::{Hop, TxEvent, TxId};
-use crate::transport::{MsrpConn, RxContext, Transport};
+use crate::transport::{ConnId, MsrpConn, RxContext, Transport};
 use serde_json::{json, Value};
 use sipshard_parser::msrp;
 use sipshard_parser::sip::{self as psip, Framing, Message, EMPTY_HEADER};
@@ -39,6 +39,7 @@ const RESOLVED_TTL_MS: u64 = 30_000;
 pub(super) struct Waiter {
     bytes: Vec<u8>,
     use_: Option<TxUse>,
+    transport: Transport,
     listen: u16,
     /// The family of our Via: the address picked must be of it.
     v4: bool,
@@ -96,14 +97,17 @@ impl Gateway {
         }
     }
 
-    /// Where a request of ours to `uri` goes: the outbound proxy if there is one.
-    fn way(&self, uri: &[u8]) -> Result<(Way, Option<Vec<u8>>), gsip::NoWay> {
+    /// Where a request of ours to `uri` goes (the outbound proxy if there is one), and its
+    /// Route; `body` is the size of its body (a large request goes over TCP).
+    fn way(&self, uri: &[u8], body: usize) -> Result<(Way, Option<Vec<u8>>), gsip::NoWay> {
+        // The headers of a request of ours take about this much besides the body.
+        let size = body + 600;
         match &self.cfg.outbound_proxy {
             Some(p) => {
-                let way = gsip::way_to(p.as_bytes(), &self.net.sip)?;
+                let way = gsip::way_to(p.as_bytes(), size, &self.net.sip)?;
                 Ok((way, Some(gsip::name_addr(p.as_bytes()))))
             }
-            None => Ok((gsip::way_to(uri, &self.net.sip)?, None)),
+            None => Ok((gsip::way_to(uri, size, &self.net.sip)?, None)),
         }
     }
 
@@ -238,7 +242,7 @@ impl Gateway {
         let Some(local) = self.msrp_local() else {
             return Err(error(500));
         };
-        let (way, route) = self.way(&m.ruri).map_err(|e| {
+        let (way, route) = self.way(&m.ruri, 0).map_err(|e| {
             tracing::warn!(
                 shard = self.me,
                 "gateway: cannot send the INVITE for `{}`: {e}",
@@ -350,6 +354,7 @@ impl Gateway {
                         waiting.push(Waiter {
                             bytes,
                             use_,
+                            transport: way.transport,
                             listen: way.listen,
                             v4,
                         });
@@ -358,18 +363,32 @@ impl Gateway {
                 }
             }
         };
-        self.send_to(dest, way.listen, bytes, use_, io)
+        self.send_to(dest, way.transport, way.listen, bytes, use_, io)
     }
 
     fn send_to(
         &mut self,
         dest: std::net::SocketAddr,
+        transport: Transport,
         listen: u16,
         bytes: Vec<u8>,
         use_: Option<TxUse>,
         io: &mut Io<'_>,
     ) -> Result<(), Option<TxUse>> {
-        let hop = Hop::Datagram { listen, dest };
+        let hop = match transport {
+            Transport::Udp => Hop::Datagram { listen, dest },
+            Transport::Tcp => {
+                let conn = ConnId {
+                    shard: self.me as u16,
+                    listen,
+                    peer: dest,
+                };
+                // Opened unless this shard holds one to `dest` already; the request queues on
+                // it meanwhile.
+                io.outs.push(Out::Connect { conn });
+                Hop::Stream(conn)
+            }
+        };
         let Some(use_) = use_ else {
             io.outs.push(hop.send(bytes));
             return Ok(());
@@ -412,7 +431,7 @@ impl Gateway {
         }
         for w in waiters {
             let sent = match addrs.iter().find(|a| a.is_ipv4() == w.v4) {
-                Some(&dest) => self.send_to(dest, w.listen, w.bytes, w.use_, io),
+                Some(&dest) => self.send_to(dest, w.transport, w.listen, w.bytes, w.use_, io),
                 None => Err(w.use_),
             };
             if let Err(use_) = sent {
@@ -730,7 +749,7 @@ impl Gateway {
                 );
                 let mut ack = Vec::new();
                 if sip_write::write_ack(&inv, &resp, &mut ack) {
-                    if let Ok((way, _)) = self.way(&gsip_target(&inv)) {
+                    if let Ok((way, _)) = self.way(&gsip_target(&inv), 0) {
                         let _ = self.dispatch(&way, ack, None, io);
                     }
                 }
@@ -803,7 +822,7 @@ impl Gateway {
         };
         let cseq = d.local_seq;
         for method in ["ACK", "BYE"] {
-            let Ok((way, _)) = self.way(d.next_hop_uri()) else {
+            let Ok((way, _)) = self.way(d.next_hop_uri(), 0) else {
                 return;
             };
             let branch = self.mint.branch();
@@ -833,7 +852,7 @@ impl Gateway {
             return;
         };
         let uri = d.next_hop_uri().to_vec();
-        let way = match self.way(&uri) {
+        let way = match self.way(&uri, 0) {
             Ok((w, _)) => w,
             Err(e) => {
                 tracing::warn!(
@@ -1094,7 +1113,7 @@ impl Gateway {
             sess.msg_from.clone(),
             sess.msg_to.clone(),
         );
-        let (way, route) = match self.way(&ruri) {
+        let (way, route) = match self.way(&ruri, body.len()) {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(
@@ -1296,7 +1315,7 @@ impl Gateway {
         if !gsip::write_cancel(&inv, &mut out) {
             return;
         }
-        if let Ok((way, _)) = self.way(&gsip_target(&inv)) {
+        if let Ok((way, _)) = self.way(&gsip_target(&inv), 0) {
             let _ = self.dispatch(&way, out, Some(TxUse::Other), io);
         }
     }
@@ -1431,7 +1450,7 @@ impl Gateway {
     /// `send_message`: a MESSAGE of our own, in a client transaction whose outcome is only
     /// logged.
     pub fn send_message(&mut self, req: &SendMessage<'_>, io: &mut Io<'_>) -> SendMessageResult {
-        let (way, route) = match self.way(req.ruri) {
+        let (way, route) = match self.way(req.ruri, req.body.len()) {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(

@@ -19,10 +19,12 @@ pub(crate) enum Next {
     },
 }
 
-/// How a request of ours leaves: where to, from which UDP listen address, with which Via.
+/// How a request of ours leaves: where to, over which transport from which listen address,
+/// with which Via.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Way {
     pub next: Next,
+    pub transport: Transport,
     pub listen: u16,
     /// Our Via's transport and sent-by.
     pub via: (&'static str, SocketAddr),
@@ -49,33 +51,55 @@ impl std::fmt::Display for NoWay {
     }
 }
 
-/// The way to the next hop of `uri` (RFC 3263 §4), sent from a UDP listen address: of the
-/// destination's family for an address; for a name, the first one (IPv4 preferred), whose
-/// family the resolved addresses are then picked in.
-pub(crate) fn way_to(uri: &[u8], listen: &[(Transport, SocketAddr)]) -> Result<Way, NoWay> {
+/// RFC 3261 §18.1.1: a request larger than this (path MTU unknown) goes over TCP.
+pub(crate) const UDP_MAX_REQUEST: usize = 1300;
+
+/// The way to the next hop of `uri` (RFC 3263 §4), for a request of about `size` bytes: over
+/// TCP when the URI asks for it or the request is too large for UDP (and we listen on TCP),
+/// else UDP; from a listen address of that transport and of the destination's family (for a
+/// name, the first one, IPv4 preferred, whose family the resolved addresses are picked in).
+pub(crate) fn way_to(
+    uri: &[u8],
+    size: usize,
+    listen: &[(Transport, SocketAddr)],
+) -> Result<Way, NoWay> {
     let hop = locate::next_hop(uri).map_err(NoWay::Uri)?;
     let usable = |a: &SocketAddr, v4: Option<bool>| {
         !a.ip().is_unspecified() && v4.is_none_or(|v4| a.is_ipv4() == v4)
     };
-    let pick = |v4: Option<bool>| {
+    let pick = |t: Transport, v4: Option<bool>| {
         listen
             .iter()
             .enumerate()
-            .filter(|(_, (t, a))| *t == Transport::Udp && usable(a, v4))
+            .filter(|(_, (lt, a))| *lt == t && usable(a, v4))
             .min_by_key(|(_, (_, a))| !a.is_ipv4())
             .map(|(i, &(_, a))| (i as u16, a))
     };
-    // Replies to requests of ours come back to our Via; over UDP, whatever the URI's
-    // transport parameter says (the gateway opens no SIP connections of its own).
-    let (next, found) = match hop.target {
-        Target::Addr(a) => (Next::Addr(a), pick(Some(a.is_ipv4()))),
-        Target::Name { host, port } => (Next::Name { host, port }, pick(None)),
+    let v4 = match &hop.target {
+        Target::Addr(a) => Some(a.is_ipv4()),
+        Target::Name { .. } => None,
+    };
+    let want_tcp = hop.transport == Transport::Tcp || size > UDP_MAX_REQUEST;
+    let (transport, found) = match pick(Transport::Tcp, v4).filter(|_| want_tcp) {
+        Some(f) => (Transport::Tcp, Some(f)),
+        None => (Transport::Udp, pick(Transport::Udp, v4)),
     };
     let (listen, local) = found.ok_or(NoWay::NoListen)?;
+    let next = match hop.target {
+        Target::Addr(a) => Next::Addr(a),
+        Target::Name { host, port } => Next::Name { host, port },
+    };
     Ok(Way {
         next,
+        transport,
         listen,
-        via: ("UDP", local),
+        via: (
+            match transport {
+                Transport::Udp => "UDP",
+                Transport::Tcp => "TCP",
+            },
+            local,
+        ),
     })
 }
 
@@ -187,15 +211,15 @@ mod tests {
             (Transport::Udp, "0.0.0.0:5060".parse().unwrap()),
             (Transport::Udp, "192.0.2.1:5060".parse().unwrap()),
         ];
-        let w = way_to(b"sip:bob@198.51.100.7:5070", &listen).unwrap();
+        let w = way_to(b"sip:bob@198.51.100.7:5070", 500, &listen).unwrap();
         assert_eq!(w.next, Next::Addr("198.51.100.7:5070".parse().unwrap()));
         assert_eq!(w.listen, 2);
         assert_eq!(w.via, ("UDP", "192.0.2.1:5060".parse().unwrap()));
         assert_eq!(
-            way_to(b"sip:bob@[2001:db8::1]", &listen),
+            way_to(b"sip:bob@[2001:db8::1]", 500, &listen),
             Err(NoWay::NoListen)
         );
-        let w = way_to(b"sip:bob@Example.COM", &listen).unwrap();
+        let w = way_to(b"sip:bob@Example.COM", 500, &listen).unwrap();
         assert_eq!(
             w.next,
             Next::Name {
@@ -205,7 +229,7 @@ mod tests {
         );
         assert_eq!(w.listen, 2);
         assert!(matches!(
-            way_to(b"mailto:bob@example.com", &listen),
+            way_to(b"mailto:bob@example.com", 500, &listen),
             Err(NoWay::Uri(_))
         ));
     }

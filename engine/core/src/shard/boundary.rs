@@ -53,6 +53,12 @@ pub enum Out {
         /// One or more whole frames.
         bytes: Vec<u8>,
     },
+    /// Open a SIP connection for requests of this shard's own (a gateway MESSAGE too large
+    /// for UDP), unless one to `conn.peer` is open already; writes to `conn` queue on it.
+    Connect {
+        /// The connection: this shard, the TCP listen address it leaves from, the peer.
+        conn: ConnId,
+    },
     /// Resolve a host name for a request of the gateway (RFC 3263 §4.2: SRV records of
     /// `_sip._udp.<name>` when no port is given, else or then A/AAAA); the driver answers with
     /// [`crate::shard::ShardCore::on_resolved`] on this shard.
