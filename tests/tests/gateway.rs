@@ -357,6 +357,10 @@ fn chunks_of_two_interleaved_messages_arrive_as_two_whole_messages() {
             .dave
             .wait_request("MESSAGE", WAIT)
             .expect("a reassembled MESSAGE");
+        assert!(
+            matches!(m.transport, SipTransport::Tcp(_)),
+            "a MESSAGE over 1300 bytes comes over TCP (RFC 3261 §18.1.1)"
+        );
         got.push(m.body().to_vec());
         s.dave.ok(&m).unwrap();
     }
