@@ -263,6 +263,21 @@ pub struct GatewayConfig {
     pub queue_max_age: u64,
     /// Sessions one shard holds at most.
     pub max_sessions: u64,
+    /// What becomes of `message/cpim` (RFC 3862): passed through as it is, or wrapped around
+    /// what goes to the MSRP side and unwrapped from what comes from it.
+    pub cpim: Cpim,
+}
+
+/// `[gateway] cpim`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Cpim {
+    /// Bodies go through unchanged both ways.
+    #[default]
+    Pass,
+    /// MESSAGE bodies go to the MSRP side wrapped in `message/cpim`, and CPIM messages from it
+    /// go to the SIP side unwrapped.
+    Wrap,
 }
 
 /// Defaults.

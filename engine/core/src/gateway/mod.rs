@@ -15,6 +15,7 @@
 //! mints carry that shard, and so does the MSRP session id, so every later message of the
 //! session (a response, the far side's ACK or BYE, an MSRP frame) reaches it in one hop.
 
+mod cpim;
 mod flows;
 pub mod queue;
 mod session;

@@ -762,3 +762,63 @@ fn the_gateway_refuses_a_wildcard_msrp_listen_address() {
     let e = Harness::new(1, &cfg).err().expect("refused").to_string();
     assert!(e.contains("wildcard"), "{e}");
 }
+
+#[test]
+fn with_cpim_wrap_messages_go_wrapped_and_come_back_unwrapped() {
+    let cfg = CONFIG.replace(
+        "msrp_listen = [\"192.0.2.1:2855\"]",
+        "msrp_listen = [\"192.0.2.1:2855\"]\ncpim = \"wrap\"",
+    );
+    let mut h = Harness::new(1, &cfg).unwrap();
+    h.datagram(0, addr(ALICE), &message("w1", "hello bob", ""));
+    let sent = h.take_sent();
+    let offer = String::from_utf8(body(find(&sent, "INVITE")[0])).unwrap();
+    assert!(offer.contains("a=accept-types:message/cpim\r\n"), "{offer}");
+    assert!(
+        offer.contains("a=accept-wrapped-types:text/plain\r\n"),
+        "{offer}"
+    );
+    let (conn, sent) = {
+        let invite = find(&sent, "INVITE")[0].bytes.clone();
+        let path = format!("msrp://{BOB_MSRP}/bobsess;tcp");
+        let ok = answer(
+            &invite,
+            200,
+            "b1",
+            &format!("Contact: <sip:bob@{BOB}>\r\n"),
+            &sdp(&path, "passive", "message/cpim"),
+        );
+        h.datagram(0, addr(BOB), &ok);
+        (h.take_msrp_connects()[0].0, h.take_sent())
+    };
+    let frames = frames_on(&sent, conn);
+    with_frame(&frames[0], |f| {
+        assert_eq!(f.content_type(), Some(&b"message/cpim"[..]));
+        let b = String::from_utf8_lossy(f.body.unwrap()).into_owned();
+        assert!(
+            b.starts_with(&format!(
+                "From: <sip:alice@{ALICE}>\r\nTo: <sip:bob@{BOB}>\r\n\r\n"
+            )),
+            "{b}"
+        );
+        assert!(
+            b.ends_with("Content-Type: text/plain\r\n\r\nhello bob"),
+            "{b}"
+        );
+    });
+    // Bob answers in CPIM: the MESSAGE to alice carries the content, unwrapped.
+    let ours = with_frame(&frames[0], |f| {
+        String::from_utf8_lossy(f.from_path().next().unwrap()).into_owned()
+    });
+    let cpim =
+        "From: <sip:bob@h>\r\nTo: <sip:alice@h>\r\n\r\nContent-Type: text/html\r\n\r\n<b>hi</b>";
+    let send = format!(
+        "MSRP txw00001 SEND\r\nTo-Path: {ours}\r\nFrom-Path: msrp://{BOB_MSRP}/bobsess;tcp\r\n\
+Message-ID: msgw0001\r\nByte-Range: 1-{n}/{n}\r\nContent-Type: message/cpim\r\n\r\n{cpim}\r\n-------txw00001$\r\n",
+        n = cpim.len()
+    );
+    h.msrp_frame(0, conn, send.as_bytes());
+    let msg = find(&h.take_sent(), "MESSAGE")[0].clone();
+    assert_eq!(msg.header("Content-Type").as_deref(), Some("text/html"));
+    assert_eq!(body(&msg), b"<b>hi</b>");
+}

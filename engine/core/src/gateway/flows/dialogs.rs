@@ -114,7 +114,7 @@ impl Gateway {
         let ours: Vec<Vec<u8>> = types_of(&types).into_iter().map(<[u8]>::to_vec).collect();
         let ours: Vec<&[u8]> = ours.iter().map(Vec::as_slice).collect();
         let answer = match sdp::find_msrp(resp.body()) {
-            Ok(a) if !a.tls && !sdp::common_types(&ours, &a.accept_types).is_empty() => a,
+            Ok(a) if !a.tls && common(self.cfg.cpim, &ours, &a.accept_types) => a,
             _ => {
                 self.setup_failed(key, 488, b"Not Acceptable Here", io);
                 return;
@@ -139,7 +139,7 @@ impl Gateway {
             &remote_path,
             id_prefix(&text(&msrp_id)),
         )
-        .accepting(&ours);
+        .accepting(&advertised(self.cfg.cpim, &ours).2);
         if let (true, Some(addr)) = (we_connect, addr) {
             let conn = self.new_conn();
             io.outs.push(Out::MsrpConnect { conn, addr });

@@ -147,6 +147,12 @@ impl Gateway {
             return;
         };
         self.stats.gw_msrp_to_sip.fetch_add(1, Relaxed);
+        let (content_type, body) = match self.cfg.cpim {
+            Cpim::Wrap if super::super::cpim::is_cpim(content_type) => {
+                super::super::cpim::unwrap(body).unwrap_or((content_type, body))
+            }
+            _ => (content_type, body),
+        };
         let (ruri, from, to) = (
             sess.msg_ruri.clone(),
             sess.msg_from.clone(),

@@ -17,6 +17,7 @@ mod setup;
 use super::session::{GwSession, Origin, Pending, Settle, State, Unacked};
 use super::sip::{self as gsip, Next, Way};
 use super::{Effect, EventFields, Gateway, InviteIn, Io, MessageIn, SipReply, TxUse};
+use crate::config::Cpim;
 use crate::dialog::Dialog;
 use crate::gateway::Inbound;
 use crate::msrp::endpoint::{frame_session_id, EndpointEvent, FrameFate};
@@ -85,6 +86,28 @@ fn parse_sip<'h, 'b>(
         Ok(Status::Complete(m)) => Some(m),
         _ => None,
     }
+}
+
+/// Lists of MIME types.
+type Types<'a> = Vec<&'a [u8]>;
+
+/// What our SDP lists for the types `ours` (`a=accept-types`, `a=accept-wrapped-types`), and
+/// what our MSRP sessions take: with `cpim = "wrap"`, CPIM around our types.
+fn advertised<'a>(cpim: Cpim, ours: &[&'a [u8]]) -> (Types<'a>, Types<'a>, Types<'a>) {
+    match cpim {
+        Cpim::Pass => (ours.to_vec(), Vec::new(), ours.to_vec()),
+        Cpim::Wrap => {
+            let mut takes = ours.to_vec();
+            takes.push(super::cpim::CPIM);
+            (vec![super::cpim::CPIM], ours.to_vec(), takes)
+        }
+    }
+}
+
+/// Whether the far side's `a=accept-types` leave something to send it.
+fn common(cpim: Cpim, ours: &[&[u8]], theirs: &[&[u8]]) -> bool {
+    let (accept, _, _) = advertised(cpim, ours);
+    !sdp::common_types(&accept, theirs).is_empty() || !sdp::common_types(ours, theirs).is_empty()
 }
 
 fn types_of(list: &[u8]) -> Vec<&[u8]> {

@@ -12,12 +12,16 @@ impl Gateway {
     /// answer, or `None` when the answer waits for the MSRP side (an [`Effect::Settle`]).
     pub fn msg_to_msrp(
         &mut self,
-        m: MessageIn,
+        mut m: MessageIn,
         waiting: Option<(usize, Token)>,
         io: &mut Io<'_>,
     ) -> Option<(MsgToMsrpResult, SipReply)> {
         if m.key.is_empty() {
             return Some((MsgToMsrpResult::Error, SipReply::code(500)));
+        }
+        if self.cfg.cpim == Cpim::Wrap && !super::super::cpim::is_cpim(&m.content_type) {
+            m.body = super::super::cpim::wrap(&m.from, &m.to, &m.content_type, &m.body);
+            m.content_type = super::super::cpim::CPIM.to_vec();
         }
         self.stats.gw_sip_to_msrp.fetch_add(1, Relaxed);
         if m.body.len() as u64 > self.cfg.max_message_size.0 {
@@ -129,14 +133,15 @@ impl Gateway {
         let msrp_id = self.mint.new_id();
         let path = format!("msrp://{local}/{msrp_id};tcp");
         let types = types_of(&m.types);
+        let (accept, wrapped, _) = advertised(self.cfg.cpim, &types);
         let mut body = Vec::with_capacity(256);
         sdp::write(
             &sdp::Description {
                 address: local.ip(),
                 port: local.port(),
                 path: path.as_bytes(),
-                accept_types: &types,
-                accept_wrapped_types: &[],
+                accept_types: &accept,
+                accept_wrapped_types: &wrapped,
                 max_size: Some(self.cfg.max_message_size.0),
                 setup: Setup::Actpass,
                 session_id: io.now_ms,
@@ -390,7 +395,7 @@ impl Gateway {
             _ => return refuse,
         };
         let ours = types_of(&a.types);
-        if sdp::common_types(&ours, &offer.accept_types).is_empty() {
+        if !common(self.cfg.cpim, &ours, &offer.accept_types) {
             return refuse;
         }
         let Some(local) = self.msrp_local() else {
@@ -430,14 +435,15 @@ impl Gateway {
         }
         let msrp_id = self.mint.new_id();
         let path = format!("msrp://{local}/{msrp_id};tcp");
+        let (accept, wrapped, takes) = advertised(self.cfg.cpim, &ours);
         let mut body = Vec::with_capacity(256);
         sdp::write(
             &sdp::Description {
                 address: local.ip(),
                 port: local.port(),
                 path: path.as_bytes(),
-                accept_types: &ours,
-                accept_wrapped_types: &[],
+                accept_types: &accept,
+                accept_wrapped_types: &wrapped,
                 max_size: Some(self.cfg.max_message_size.0),
                 setup: if we_connect {
                     Setup::Active
@@ -506,7 +512,7 @@ impl Gateway {
             &remote_path,
             id_prefix(&msrp_id),
         )
-        .accepting(&ours);
+        .accepting(&takes);
         match connect_to {
             Some(addr) => {
                 let conn = self.new_conn();
