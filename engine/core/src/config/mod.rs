@@ -263,6 +263,9 @@ pub struct GatewayConfig {
     pub queue_max_age: u64,
     /// Sessions one shard holds at most.
     pub max_sessions: u64,
+    /// Messages one session has out on the MSRP side, unanswered, at most; more wait in its
+    /// queue (a far side that stops answering slows its senders instead of growing memory).
+    pub max_in_flight: u64,
     /// What becomes of `message/cpim` (RFC 3862): passed through as it is, or wrapped around
     /// what goes to the MSRP side and unwrapped from what comes from it.
     pub cpim: Cpim,

@@ -101,5 +101,6 @@ pub(crate) struct RawGateway {
     pub queue_max_bytes: Option<Size>,
     pub queue_max_age: Option<Int>,
     pub max_sessions: Option<Int>,
+    pub max_in_flight: Option<Int>,
     pub cpim: Option<super::Cpim>,
 }

@@ -822,3 +822,29 @@ Message-ID: msgw0001\r\nByte-Range: 1-{n}/{n}\r\nContent-Type: message/cpim\r\n\
     assert_eq!(msg.header("Content-Type").as_deref(), Some("text/html"));
     assert_eq!(body(&msg), b"<b>hi</b>");
 }
+
+#[test]
+fn a_far_side_that_stops_answering_holds_messages_in_the_queue_not_in_flight() {
+    let cfg = CONFIG.replace(
+        "msrp_listen = [\"192.0.2.1:2855\"]",
+        "msrp_listen = [\"192.0.2.1:2855\"]\nmax_in_flight = 2\nqueue_max_messages = 3",
+    );
+    let mut h = Harness::new(1, &cfg).unwrap();
+    let (conn, sent) = set_up(&mut h, "i0", "");
+    let mut out = frames_on(&sent, conn);
+    for i in 1..=5 {
+        h.datagram(0, addr(ALICE), &message(&format!("i{i}"), "x", ""));
+    }
+    let sent = h.take_sent();
+    out.extend(frames_on(&sent, conn));
+    assert_eq!(out.len(), 2, "two in flight");
+    assert_eq!(
+        find(&sent, "202").len(),
+        4,
+        "one more goes out, three queue"
+    );
+    assert_eq!(find(&sent, "503").len(), 1, "the next finds the queue full");
+    // One answered: one queued message goes out.
+    h.msrp_frame(0, conn, &ok_for(&out[0]));
+    assert_eq!(frames_on(&h.take_sent(), conn).len(), 1);
+}

@@ -129,9 +129,14 @@ impl Gateway {
         let Some(p) = sess.in_flight.remove(&msg) else {
             return;
         };
+        let waiting = sess.state == State::Up && !sess.queue.is_empty();
         let code = gsip::sip_status_of_msrp(msrp_code);
         let fields = self.fields(key);
         settle(&self.stats, fields, p, code, io);
+        if waiting {
+            // Room on the MSRP side again: what waited for it goes out.
+            self.flush(key, false, io);
+        }
     }
 
     /// An MSRP message becomes a SIP MESSAGE with the session's coordinates.

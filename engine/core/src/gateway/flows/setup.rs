@@ -65,7 +65,8 @@ impl Gateway {
         };
         let sess = self.sessions.get_mut(&key).expect("made above");
         sess.last_sip_ms = io.now_ms;
-        if sess.state == State::Up {
+        let room = (sess.in_flight.len() as u64) < self.cfg.max_in_flight && sess.queue.is_empty();
+        if sess.state == State::Up && room {
             self.send_msrp(&key, &m.content_type, &m.body, pending, io);
         } else {
             let item = crate::gateway::queue::Queued {
@@ -367,7 +368,10 @@ impl Gateway {
         if bind && sess.queue.is_empty() {
             ms.send(io.now_ms, b"", b"", &mut frames);
         }
-        while let Some(q) = sess.queue.pop() {
+        while (sess.in_flight.len() as u64) < self.cfg.max_in_flight {
+            let Some(q) = sess.queue.pop() else {
+                break;
+            };
             self.stats.gw_queued.fetch_sub(1, Relaxed);
             let id = ms.send(io.now_ms, &q.content_type, &q.body, &mut frames);
             sess.in_flight.insert(id, q.owner);
