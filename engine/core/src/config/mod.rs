@@ -263,6 +263,10 @@ pub struct GatewayConfig {
     pub queue_max_age: u64,
     /// Sessions one shard holds at most.
     pub max_sessions: u64,
+    /// SIP transactions one shard holds at most (past it new requests get 503). Over UDP a
+    /// MESSAGE's transaction lives 64·T1 (32 s) after its answer, to answer retransmissions:
+    /// a shard taking N MESSAGEs/s holds about 32·N.
+    pub max_transactions: u64,
     /// Messages one session has out on the MSRP side, unanswered, at most; more wait in its
     /// queue (a far side that stops answering slows its senders instead of growing memory).
     pub max_in_flight: u64,

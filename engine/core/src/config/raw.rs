@@ -102,5 +102,6 @@ pub(crate) struct RawGateway {
     pub queue_max_age: Option<Int>,
     pub max_sessions: Option<Int>,
     pub max_in_flight: Option<Int>,
+    pub max_transactions: Option<Int>,
     pub cpim: Option<super::Cpim>,
 }

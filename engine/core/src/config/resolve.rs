@@ -469,6 +469,7 @@ impl Resolver<'_> {
             queue_max_bytes: self.size(pick(None, "", gw.queue_max_bytes.as_ref()), "queue_max_bytes", 1..=1 << 32)?.unwrap_or(ByteSize::kib(256)),
             queue_max_age: self.int(pick(None, "", gw.queue_max_age.as_ref()), "queue_max_age", 1..=86_400, " s")?.unwrap_or(60),
             cpim: gw.cpim.unwrap_or_default(),
+            max_transactions: self.int(pick(None, "", gw.max_transactions.as_ref()), "max_transactions", 1..=100_000_000, "")?.unwrap_or(500_000),
             max_in_flight: self.int(pick(None, "", gw.max_in_flight.as_ref()), "max_in_flight", 1..=1_000_000, "")?.unwrap_or(256),
             max_sessions: self.int(pick(None, "", gw.max_sessions.as_ref()), "max_sessions", 1..=100_000_000, "")?.unwrap_or(200_000),
         };

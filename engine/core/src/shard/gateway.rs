@@ -27,6 +27,7 @@ impl ShardCore {
             t2_ms: cfg.t2_ms,
             t4_ms: cfg.t4_ms,
         });
+        self.transactions.set_max(cfg.max_transactions as usize);
         self.own.route_by_tags();
         self.gw_generation = self.shared.generation();
         self.gateway = Some(Gateway::new(
@@ -119,6 +120,7 @@ impl ShardCore {
                 t2_ms: c.t2_ms,
                 t4_ms: c.t4_ms,
             });
+            self.transactions.set_max(c.max_transactions as usize);
             self.gw_generation = cx.generation;
         }
         let mut io = Io {

@@ -350,6 +350,11 @@ impl Transactions {
         self.servers.get(&key).map(|&id| TxId(id))
     }
 
+    /// Sets how many transactions the layer holds at most (those alive stay).
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
     /// Sets the RFC 3261 timers of transactions started from now on.
     pub fn set_timers(&mut self, timers: Timers) {
         self.timers = timers;
