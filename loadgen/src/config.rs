@@ -197,6 +197,10 @@ pub struct RunArgs {
     /// Socket send and receive buffer size, bytes.
     #[arg(long, default_value_t = 4 << 20)]
     pub sockbuf: usize,
+    /// Gateway scenarios: user pairs (sessions) set up before the load, spread over the threads
+    /// (gw-idle-sessions: the sessions to create).
+    #[arg(long, default_value_t = 100)]
+    pub sessions: usize,
 }
 
 /// A checked run configuration.
@@ -250,6 +254,8 @@ pub struct Config {
     pub quiet: bool,
     /// Socket buffer size.
     pub sockbuf: usize,
+    /// Gateway scenarios: sessions.
+    pub sessions: usize,
 }
 
 /// `--ramp START:STEP:MAX`.
@@ -338,7 +344,13 @@ impl TryFrom<RunArgs> for Config {
         }
         let cores = a.cores.as_deref().map(parse_cores).transpose()?;
         let ramp = a.ramp.as_deref().map(parse_ramp).transpose()?;
-        let duration = match (a.duration, a.requests) {
+        check_gateway(&a)?;
+        // gw-idle-sessions makes --sessions INVITEs, unless told otherwise.
+        let requests = match (a.scenario, a.duration, a.requests) {
+            (ScenarioKind::GwIdleSessions, None, None) => Some(a.sessions as u64),
+            (_, _, r) => r,
+        };
+        let duration = match (a.duration, requests) {
             (None, None) => Some(Duration::from_secs(if ramp.is_some() { 5 } else { 10 })),
             (d, _) => d,
         };
@@ -364,7 +376,7 @@ impl TryFrom<RunArgs> for Config {
             transport: a.transport,
             rate: a.rate,
             duration,
-            requests: a.requests,
+            requests,
             warmup: a.warmup,
             timeout: a.timeout,
             threads: a.threads,
@@ -383,9 +395,61 @@ impl TryFrom<RunArgs> for Config {
             out: a.out,
             quiet: a.quiet,
             sockbuf: a.sockbuf,
+            sessions: a.sessions,
         })
     }
 }
+
+/// The gateway scenarios' own limits (docs/loadgen.md, "The gateway scenarios").
+fn check_gateway(a: &RunArgs) -> Result<(), ConfigError> {
+    if !a.scenario.is_gateway() {
+        return Ok(());
+    }
+    let name = a.scenario.name();
+    if a.transport != Transport::Udp {
+        return Err(invalid(
+            "transport",
+            format!("{name} sends SIP over UDP only"),
+        ));
+    }
+    if a.template.is_some() {
+        return Err(invalid(
+            "template",
+            format!("{name} writes its own requests"),
+        ));
+    }
+    if a.retransmit {
+        return Err(invalid(
+            "retransmit",
+            format!("{name} does not retransmit (loopback loses nothing unless a buffer overflows, which the report shows as timeouts)"),
+        ));
+    }
+    if a.calls_per_callid != 1 {
+        return Err(invalid(
+            "calls-per-callid",
+            format!("{name} uses one Call-ID per call"),
+        ));
+    }
+    if a.sessions < a.threads {
+        return Err(invalid(
+            "sessions",
+            format!("at least one per thread ({} threads)", a.threads),
+        ));
+    }
+    // The gateway's MESSAGE must fit a datagram (RFC 3261 §18.1.1: 1300 bytes), else it goes
+    // over TCP, which the load generator's SIP side does not take.
+    if a.scenario == ScenarioKind::GwMsrpToSip && a.body_size > MAX_GW_SIP_BODY {
+        return Err(invalid(
+            "body-size",
+            format!("at most {MAX_GW_SIP_BODY} bytes for {name}, so that the gateway's MESSAGE fits a datagram"),
+        ));
+    }
+    Ok(())
+}
+
+/// The largest body gw-msrp-to-sip sends: with the gateway's headers (about 400 bytes) the
+/// MESSAGE stays under the 1300 bytes past which it would go over TCP.
+pub const MAX_GW_SIP_BODY: usize = 800;
 
 /// Parses `10s`, `250ms`, `1.5s`, `2m`, `100us`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -522,5 +586,31 @@ mod tests {
         assert_eq!(c.duration, Some(Duration::from_secs(10)));
         assert!(Config::from_flags(["--threads", "2", "--connections", "1"]).is_err());
         assert!(Config::from_flags(["--transport", "tcp", "--retransmit"]).is_err());
+    }
+
+    #[test]
+    fn gateway_flags() {
+        let c =
+            Config::from_flags(["--scenario", "gw-idle-sessions", "--sessions", "500"]).unwrap();
+        assert_eq!(c.requests, Some(500));
+        assert_eq!(c.duration, None);
+        let c = Config::from_flags(["--scenario", "gw-sip-to-msrp", "--duration", "2s"]).unwrap();
+        assert_eq!((c.sessions, c.requests), (100, None));
+        assert!(c.scenario.is_gateway());
+        for bad in [
+            &["--scenario", "gw-sip-to-msrp", "--transport", "tcp"][..],
+            &["--scenario", "gw-msrp-to-sip", "--body-size", "1200"],
+            &[
+                "--scenario",
+                "gw-msrp-to-sip",
+                "--threads",
+                "4",
+                "--sessions",
+                "2",
+            ],
+            &["--scenario", "gw-sip-to-msrp", "--retransmit"],
+        ] {
+            assert!(Config::from_flags(bad.iter().copied()).is_err(), "{bad:?}");
+        }
     }
 }

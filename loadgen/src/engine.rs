@@ -501,6 +501,10 @@ impl Engine {
                     sdp = sdp_offer(local, due.seq);
                     ("INVITE", Some(&sdp[..]))
                 }
+                // Run by crate::gw, never by this engine (run::run_with_stop sends them there).
+                ScenarioKind::GwSipToMsrp
+                | ScenarioKind::GwMsrpToSip
+                | ScenarioKind::GwIdleSessions => ("OPTIONS", None),
             };
             let ctype = if method == "INVITE" {
                 "application/sdp"

@@ -14,12 +14,14 @@
 //! - [`report`], [`svg`]: the summary, `.hgrm`, interval log, JSON and SVG; [`compare`]: `report`.
 //! - [`responder`]: a stand-in server for tests and trials.
 //! - [`peer`]: the gateway's far ends for tests: a SIP user agent and an MSRP endpoint.
+//! - [`gw`]: the gateway scenarios, in which the load generator plays both far ends.
 
 #![warn(missing_docs)]
 
 pub mod compare;
 pub mod config;
 pub mod engine;
+pub mod gw;
 pub mod mmsg;
 pub mod peer;
 pub mod report;

@@ -69,19 +69,25 @@ pub fn run_with_stop(
     let metrics = cfg.scenario.metrics();
     let run_id = run_id();
     let (tx, rx) = mpsc::channel();
-    // A little head start so every thread has its sockets before the first call is due.
-    let start = Instant::now() + Duration::from_millis(20);
-    let started_at = SystemTime::now() + Duration::from_millis(20);
-    let mut handles = Vec::new();
-    for t in 0..cfg.threads {
-        let (cfg, stop, tx) = (cfg.clone(), stop.clone(), tx.clone());
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("load-{t}"))
-                .spawn(move || run_thread(cfg, t, start, run_id, stop, tx))
-                .expect("spawning a load thread"),
-        );
-    }
+    let (handles, start) = if cfg.scenario.is_gateway() {
+        // Sessions are set up first; the start is known once every thread has its sessions.
+        crate::gw::start(&cfg, run_id, &stop, &tx, progress).map_err(RunError::Start)?
+    } else {
+        // A little head start so every thread has its sockets before the first call is due.
+        let start = Instant::now() + Duration::from_millis(20);
+        let mut handles = Vec::new();
+        for t in 0..cfg.threads {
+            let (cfg, stop, tx) = (cfg.clone(), stop.clone(), tx.clone());
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("load-{t}"))
+                    .spawn(move || run_thread(cfg, t, start, run_id, stop, tx))
+                    .expect("spawning a load thread"),
+            );
+        }
+        (handles, start)
+    };
+    let started_at = SystemTime::now() + start.saturating_duration_since(Instant::now());
     drop(tx);
 
     let mut total = Stats::new(metrics);

@@ -24,6 +24,13 @@ pub enum ScenarioKind {
     ParkExpire,
     /// INVITE / 200 / ACK / BYE / 200, with SDP.
     Invite,
+    /// Through the SIP/MSRP gateway: MESSAGEs from SIP users delivered as SENDs to MSRP users
+    /// the load generator also plays ([`crate::gw`]).
+    GwSipToMsrp,
+    /// Through the gateway: SENDs from MSRP users delivered as MESSAGEs to SIP users.
+    GwMsrpToSip,
+    /// Gateway sessions created by INVITE (`msrp_answer`) and left idle, to measure memory.
+    GwIdleSessions,
 }
 
 impl ScenarioKind {
@@ -35,7 +42,18 @@ impl ScenarioKind {
             ScenarioKind::ParkPull => &["park", "trigger", "pulled"],
             ScenarioKind::ParkExpire => &["park", "expire"],
             ScenarioKind::Invite => &["invite", "bye"],
+            ScenarioKind::GwSipToMsrp => &["delivery", "reply"],
+            ScenarioKind::GwMsrpToSip => &["delivery", "msrp-reply"],
+            ScenarioKind::GwIdleSessions => &["invite"],
         }
+    }
+
+    /// Whether [`crate::gw`] runs it (with its own set-up phase) instead of the engine.
+    pub fn is_gateway(self) -> bool {
+        matches!(
+            self,
+            ScenarioKind::GwSipToMsrp | ScenarioKind::GwMsrpToSip | ScenarioKind::GwIdleSessions
+        )
     }
 
     /// The name used on the command line.
@@ -46,6 +64,9 @@ impl ScenarioKind {
             ScenarioKind::ParkPull => "park-pull",
             ScenarioKind::ParkExpire => "park-expire",
             ScenarioKind::Invite => "invite",
+            ScenarioKind::GwSipToMsrp => "gw-sip-to-msrp",
+            ScenarioKind::GwMsrpToSip => "gw-msrp-to-sip",
+            ScenarioKind::GwIdleSessions => "gw-idle-sessions",
         }
     }
 }
