@@ -179,7 +179,7 @@ pub struct Io<'a> {
 #[derive(Debug)]
 enum TxUse {
     /// A session's INVITE.
-    Invite { key: Box<[u8]> },
+    Invite { key: Key },
     /// The INVITE of a session that ended before its final response: a 2xx still makes a
     /// dialog, which is ended at once.
     Abandoned { invite: Vec<u8> },
@@ -215,15 +215,15 @@ pub struct Gateway {
     net: Net,
     mint: IdMint,
     stats: Arc<ShardStats>,
-    sessions: HashMap<Box<[u8]>, GwSession>,
+    sessions: HashMap<Key, Box<GwSession>>,
     /// MSRP session id -> key.
-    by_msrp: HashMap<Box<[u8]>, Box<[u8]>>,
+    by_msrp: HashMap<Box<[u8]>, Key>,
     /// Dialog Call-ID -> key.
-    by_call: HashMap<Box<[u8]>, Box<[u8]>>,
+    by_call: HashMap<Box<[u8]>, Key>,
     by_tx: HashMap<TxId, TxUse>,
     endpoint: Endpoint<MsrpConn>,
     /// One entry per session: its key, at its earliest deadline.
-    wheel: TimingWheel<Box<[u8]>>,
+    wheel: TimingWheel<Key>,
     next_conn: u32,
     /// Requests waiting for a name (and port) to be resolved.
     resolving: HashMap<(String, Option<u16>), Vec<flows::Waiter>>,
@@ -239,6 +239,10 @@ impl std::fmt::Debug for Gateway {
             .finish()
     }
 }
+
+/// A session key, shared by the tables that lead to its session (one allocation per session,
+/// however many tables name it: a shard holds 100,000s of idle sessions).
+type Key = std::rc::Rc<[u8]>;
 
 /// Resolution of the session deadlines.
 const TICK_MS: u64 = 10;

@@ -99,7 +99,7 @@ pub(crate) struct GwSession {
     pub invite_tx: Option<TxId>,
     /// A provisional response came: a CANCEL may end the INVITE.
     pub provisional: bool,
-    pub unacked: Option<Unacked>,
+    pub unacked: Option<Box<Unacked>>,
     /// Our MSRP session id.
     pub msrp_id: Box<[u8]>,
     pub conn: Option<MsrpConn>,

@@ -37,7 +37,9 @@ struct Entry<C> {
 
 /// The MSRP sessions of one shard, by session id; `C` names a connection.
 pub struct Endpoint<C> {
-    sessions: HashMap<Vec<u8>, Entry<C>>,
+    /// Boxed: a shard may hold 100,000s of idle sessions, and a table of large entries
+    /// carries its spare capacity at their size.
+    sessions: HashMap<Box<[u8]>, Box<Entry<C>>>,
     /// Our URI for answers to frames of no session.
     local: Vec<u8>,
 }
@@ -81,7 +83,8 @@ impl<C: Copy + Eq> Endpoint<C> {
     /// Adds a session under `id`, bound to `conn` if we opened the connection for it (the
     /// active side), else bound by the first frame that arrives for it.
     pub fn add(&mut self, id: &[u8], session: Session, conn: Option<C>) {
-        self.sessions.insert(id.to_vec(), Entry { session, conn });
+        self.sessions
+            .insert(id.into(), Box::new(Entry { session, conn }));
     }
 
     /// The session `id`, to send on or report through.
@@ -125,7 +128,7 @@ impl<C: Copy + Eq> Endpoint<C> {
             && !matches!(frame.failure_report(), Some(Ok(ReportRequest::No)));
         let entry = frame_session_id(frame).and_then(|id| {
             let id = id.to_vec();
-            self.sessions.get_mut(&id).map(|e| (id, e))
+            self.sessions.get_mut(&id[..]).map(|e| (id, e))
         });
         let Some((id, entry)) = entry else {
             if answerable {
@@ -171,7 +174,7 @@ impl<C: Copy + Eq> Endpoint<C> {
             .sessions
             .iter()
             .filter(|(_, e)| e.conn == Some(conn))
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| id.to_vec())
             .collect();
         ended.sort();
         for id in &ended {

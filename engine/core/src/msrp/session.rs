@@ -97,13 +97,15 @@ pub struct Session {
     /// The far side's path (To-Path of what we send).
     remote: Vec<u8>,
     /// Prefix of our transaction ids and Message-IDs (unique per session).
-    prefix: Vec<u8>,
+    /// Inline, not on the heap: idle sessions are many.
+    prefix: ([u8; 16], u8),
     next: u64,
     in_flight: Vec<InFlight>,
     sent: HashMap<MsgId, Sent>,
     reassembly: Reassembly,
     /// The types we take (our `a=accept-types`); empty: any.
-    accept_types: Vec<Vec<u8>>,
+    /// Space separated, in one allocation.
+    accept_types: Box<[u8]>,
 }
 
 impl Session {
@@ -114,18 +116,23 @@ impl Session {
             config,
             local: local.to_vec(),
             remote: remote.to_vec(),
-            prefix: prefix.iter().copied().take(16).collect(),
+            prefix: {
+                let mut p = [0u8; 16];
+                let n = prefix.len().min(16);
+                p[..n].copy_from_slice(&prefix[..n]);
+                (p, n as u8)
+            },
             next: 0,
             in_flight: Vec::new(),
             sent: HashMap::new(),
             reassembly: Reassembly::new(config.reassembly),
-            accept_types: Vec::new(),
+            accept_types: Box::default(),
         }
     }
 
     /// Takes only messages of these types (wildcards as in `a=accept-types`); others get 415.
     pub fn accepting(mut self, types: &[&[u8]]) -> Session {
-        self.accept_types = types.iter().map(|t| t.to_vec()).collect();
+        self.accept_types = types.join(&b' ').into();
         self
     }
 
@@ -154,7 +161,7 @@ impl Session {
 
     fn id(&mut self, kind: u8) -> Vec<u8> {
         self.next += 1;
-        let mut id = self.prefix.clone();
+        let mut id = self.prefix.0[..usize::from(self.prefix.1)].to_vec();
         id.push(kind);
         id.extend_from_slice(format!("{:x}", self.next).as_bytes());
         // RFC 4975 idents are at least 4 characters.
@@ -289,7 +296,7 @@ impl Session {
             let ty = ct.split(|&c| c == b';').next().unwrap_or(ct).trim_ascii();
             if !self
                 .accept_types
-                .iter()
+                .split(|&c| c == b' ')
                 .any(|a| crate::sdp::type_matches(a, ty))
             {
                 if wants_response(frame, 415) {

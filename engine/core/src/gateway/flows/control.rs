@@ -51,7 +51,7 @@ impl Gateway {
 
     /// `gw.list_sessions` on this shard: at most `limit` sessions, by key.
     pub fn list(&self, now_ms: u64, limit: usize) -> Vec<Value> {
-        let mut v: Vec<(&Box<[u8]>, &GwSession)> = self.sessions.iter().collect();
+        let mut v: Vec<(&Key, &Box<GwSession>)> = self.sessions.iter().collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v.into_iter()
             .take(limit)

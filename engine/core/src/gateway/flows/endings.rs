@@ -53,7 +53,7 @@ impl Gateway {
     /// SIP side (BYE, or CANCEL of a pending INVITE), `gw:session_ended`.
     pub(super) fn end(&mut self, key: &[u8], how: Ending, io: &mut Io<'_>) {
         let fields = self.fields(key);
-        let Some(mut sess) = self.sessions.remove(key) else {
+        let Some((key_rc, mut sess)) = self.sessions.remove_entry(key) else {
             return;
         };
         self.stats.gw_sessions_ended.fetch_add(1, Relaxed);
@@ -101,7 +101,7 @@ impl Gateway {
         if how.tell_sip {
             if sess.dialog.is_some() {
                 // Put back for a moment: the BYE is written by the dialog.
-                self.sessions.insert(key.into(), sess);
+                self.sessions.insert(key_rc, sess);
                 self.send_in_dialog(key, "BYE", io);
                 self.sessions.remove(key);
             } else if let (Some(invite), Some(tx)) = (sess.invite.take(), sess.invite_tx) {
@@ -154,7 +154,13 @@ impl Gateway {
             }
             None => {}
         }
-        let id = self.wheel.insert(d, key.into());
+        let Some((key_rc, _)) = self.sessions.get_key_value(key) else {
+            return;
+        };
+        let id = self.wheel.insert(d, key_rc.clone());
+        let Some(sess) = self.sessions.get_mut(key) else {
+            return;
+        };
         sess.timer = Some((id, d));
     }
 

@@ -63,7 +63,7 @@ impl Gateway {
             }
         }
         // A connection we opened that never bound (a failed connect) ends its session too.
-        let unbound: Vec<Box<[u8]>> = self
+        let unbound: Vec<Key> = self
             .sessions
             .iter()
             .filter(|(_, s)| s.conn == Some(conn))

@@ -16,7 +16,7 @@ mod setup;
 
 use super::session::{GwSession, Origin, Pending, Settle, State, Unacked};
 use super::sip::{self as gsip, Next, Way};
-use super::{Effect, EventFields, Gateway, InviteIn, Io, MessageIn, SipReply, TxUse};
+use super::{Effect, EventFields, Gateway, InviteIn, Io, Key, MessageIn, SipReply, TxUse};
 use crate::config::Cpim;
 use crate::dialog::Dialog;
 use crate::gateway::Inbound;

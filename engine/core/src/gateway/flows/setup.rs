@@ -53,7 +53,7 @@ impl Gateway {
             },
             _ => Settle::Async,
         };
-        let key: Box<[u8]> = m.key.clone().into();
+        let key: Key = m.key.clone().into();
         if !self.sessions.contains_key(&key) {
             if let Err(r) = self.offer(&key, &m, io) {
                 return Some(r);
@@ -101,7 +101,7 @@ impl Gateway {
     /// way back mirrored.
     pub(super) fn offer(
         &mut self,
-        key: &[u8],
+        key: &Key,
         m: &MessageIn,
         io: &mut Io<'_>,
     ) -> Result<(), (MsgToMsrpResult, SipReply)> {
@@ -182,13 +182,13 @@ impl Gateway {
         s.target = m.ruri.clone().into();
         s.types = m.types.clone().into();
         s.invite = Some(invite.clone());
-        self.by_msrp.insert(id.clone(), key.into());
+        self.by_msrp.insert(id.clone(), key.clone());
         self.by_call
-            .insert(call_id.clone().into_bytes().into(), key.into());
-        self.sessions.insert(key.into(), s);
+            .insert(call_id.clone().into_bytes().into(), key.clone());
+        self.sessions.insert(key.clone(), Box::new(s));
         // The session exists before the INVITE leaves: its transaction (made now, or once the
         // Request-URI's name is resolved) is recorded in it.
-        let use_ = TxUse::Invite { key: key.into() };
+        let use_ = TxUse::Invite { key: key.clone() };
         if self.dispatch(&way, invite, Some(use_), io).is_err() {
             self.sessions.remove(key);
             self.by_msrp.remove(&id);
@@ -405,7 +405,7 @@ impl Gateway {
         let Some(local) = self.msrp_local() else {
             return (MsrpAnswerResult::Error, SipReply::code(500));
         };
-        let key: Box<[u8]> = a.key.clone().into();
+        let key: Key = a.key.clone().into();
         // RFC 4975 §5.4 / RFC 6135: the offerer is active unless it says passive.
         let we_connect = offer.setup == Some(Setup::Passive);
         let remote_path = offer.path.join(&b' ');
@@ -499,13 +499,13 @@ impl Gateway {
         };
         if let Some(hop) = hop {
             let t1 = self.cfg.t1_ms;
-            s.unacked = Some(Unacked {
+            s.unacked = Some(Box::new(Unacked {
                 bytes: response.clone(),
                 hop,
                 next_ms: io.now_ms + t1,
                 interval_ms: t1,
                 give_up_ms: io.now_ms + 64 * t1,
-            });
+            }));
         }
         self.by_call
             .insert(dialog.call_id.clone().into(), key.clone());
@@ -531,7 +531,7 @@ impl Gateway {
         let up = s.state == State::Up;
         self.by_msrp
             .insert(msrp_id.into_bytes().into(), key.clone());
-        self.sessions.insert(key.clone(), s);
+        self.sessions.insert(key.clone(), Box::new(s));
         self.stats.gw_sessions_created.fetch_add(1, Relaxed);
         if up {
             self.flush(&key, true, io);
