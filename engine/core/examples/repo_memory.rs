@@ -16,55 +16,11 @@ use sipshard_core::repo::{
     LocalSocket, MessageRef, PushOutcome, ReceiveContext, RepoConfig, Repository, Transport,
 };
 use sipshard_parser::sip::{parse, Framing, EMPTY_HEADER};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The system allocator, counting live bytes requested.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as ours.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as ours.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: same contract as ours.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_add(new_size, Ordering::Relaxed);
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting.rs"]
+mod counting;
 
 /// xorshift64*: reproducible input without a dependency.
 struct Rng(u64);
@@ -149,7 +105,7 @@ fn run(items: usize, ipv6: bool) -> Run {
     let mut msgid = Vec::with_capacity(32);
     let (mut message_bytes, mut msgid_bytes) = (0, 0);
 
-    let baseline = LIVE.load(Ordering::Relaxed);
+    let baseline = counting::live();
     let config = RepoConfig {
         max_items: items,
         max_bytes: usize::MAX,
@@ -198,7 +154,7 @@ fn run(items: usize, ipv6: bool) -> Run {
     }
     assert_eq!(repo.len(), items);
     assert_eq!(repo.bytes(), message_bytes + msgid_bytes);
-    let heap = LIVE.load(Ordering::Relaxed) - baseline;
+    let heap = counting::live() - baseline;
     drop(repo);
     Run {
         items,

@@ -175,7 +175,9 @@ enum Tx {
 type ClientKey = (Vec<u8>, Vec<u8>);
 
 /// The server-matching key (§17.2.3): branch, sent-by, and method (INVITE for an ACK).
-type ServerKey = (Vec<u8>, Vec<u8>, Vec<u8>);
+/// Kept as one allocation (branch, sent-by and method with NUL between them, which none of them
+/// can hold): a shard holds a completed transaction per MESSAGE for 64·T1, 100,000s of them.
+type ServerKey = Box<[u8]>;
 
 /// Every transaction of one shard, with their timers on one wheel.
 #[derive(Debug)]
@@ -338,10 +340,10 @@ impl Transactions {
     /// The INVITE server transaction a CANCEL is for (RFC 3261 §9.2: same branch and sent-by,
     /// method INVITE); `None` when there is none (answer the CANCEL 481).
     pub fn invite_for_cancel(&self, cancel: &Message<'_, '_>) -> Option<TxId> {
-        let (branch, sent_by, _) = server_key(cancel)?;
-        self.servers
-            .get(&(branch, sent_by, b"INVITE".to_vec()))
-            .map(|&id| TxId(id))
+        let key = server_key(cancel)?;
+        let method_at = key.iter().rposition(|&c| c == 0)? + 1;
+        let invite = [&key[..method_at], b"INVITE"].concat().into_boxed_slice();
+        self.servers.get(&invite).map(|&id| TxId(id))
     }
 
     /// The server transaction of a request received (its retransmissions match it too).
@@ -534,5 +536,11 @@ fn server_key(request: &Message<'_, '_>) -> Option<ServerKey> {
         b"ACK" => &b"INVITE"[..],
         m => m,
     };
-    Some((branch.to_vec(), sent_by, method.to_vec()))
+    let mut key = Vec::with_capacity(branch.len() + sent_by.len() + method.len() + 2);
+    key.extend_from_slice(branch);
+    key.push(0);
+    key.extend_from_slice(&sent_by);
+    key.push(0);
+    key.extend_from_slice(method);
+    Some(key.into_boxed_slice())
 }

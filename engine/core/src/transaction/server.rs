@@ -33,7 +33,7 @@ pub(super) struct Server {
     invite: bool,
     state: State,
     /// The last response sent, sent again for a retransmitted request (or by timer G).
-    last: Option<Vec<u8>>,
+    last: Option<Box<[u8]>>,
     /// The current interval of timer G.
     interval: u64,
 }
@@ -67,7 +67,7 @@ impl Server {
             };
             sip_write::write_response(request, source, 100, b"Trying", b"", &[], &mut trying);
             outs.push(hop.send(trying.clone()));
-            server.last = Some(trying);
+            server.last = Some(trying.into_boxed_slice());
             server.state = State::Proceeding;
         }
         // A transaction its user never answers must not live forever. The client gives up on a
@@ -85,7 +85,7 @@ impl Server {
     pub(super) fn on_retransmission(&mut self, outs: &mut Vec<Out>) {
         if matches!(self.state, State::Proceeding | State::Completed) {
             if let Some(last) = &self.last {
-                outs.push(self.hop.send(last.clone()));
+                outs.push(self.hop.send(last.to_vec()));
             }
         }
     }
@@ -108,7 +108,8 @@ impl Server {
             return None;
         }
         outs.push(self.hop.send(response.clone()));
-        self.last = Some(response);
+        // Boxed: the writer's spare capacity goes (it is kept for 64·T1).
+        self.last = Some(response.into_boxed_slice());
         let reliable = self.hop.reliable();
         Some(match code {
             100..=199 => {
@@ -171,7 +172,7 @@ impl Server {
             (TimerKind::Retransmit, State::Completed) => {
                 // Timer G.
                 if let Some(last) = &self.last {
-                    outs.push(self.hop.send(last.clone()));
+                    outs.push(self.hop.send(last.to_vec()));
                 }
                 self.interval = self.interval.saturating_mul(2).min(timers.t2_ms);
                 Step {
