@@ -298,6 +298,11 @@ impl Gateway {
         self.sessions.is_empty()
     }
 
+    /// Whether a dialog of a session here has this Call-ID.
+    pub fn has_dialog(&self, call_id: &[u8]) -> bool {
+        self.by_call.contains_key(call_id)
+    }
+
     /// When [`Gateway::handle_timeout`] next has work.
     pub fn next_deadline(&self) -> Option<u64> {
         self.wheel.next_deadline()

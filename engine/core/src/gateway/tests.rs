@@ -848,3 +848,36 @@ fn a_far_side_that_stops_answering_holds_messages_in_the_queue_not_in_flight() {
     h.msrp_frame(0, conn, &ok_for(&out[0]));
     assert_eq!(frames_on(&h.take_sent(), conn).len(), 1);
 }
+
+#[test]
+fn with_the_gateway_on_a_forwarded_request_stays_stateless() {
+    // Transactions are made for what the gateway or a route answers: a request a route
+    // forwards has none, so its retransmission is forwarded again, not absorbed.
+    let cfg = CONFIG.replace(
+        "[route.request]\n",
+        "[route.request]\n[[route.request.rules]]\nmatch = { method = \"OPTIONS\" }\nactions = [ { forward = { to = \"udp:198.51.100.50:5060\" } } ]\n",
+    );
+    let mut h = Harness::new(2, &cfg).unwrap();
+    let options = format!(
+        "OPTIONS sip:bob@{BOB} SIP/2.0\r\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKopt1\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@{ALICE}>;tag=o1\r\nTo: <sip:bob@{BOB}>\r\n\
+Call-ID: opt-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    for _ in 0..2 {
+        h.datagram(0, addr(ALICE), options.as_bytes());
+        let sent = h.take_sent();
+        assert_eq!(
+            find(&sent, "OPTIONS").len(),
+            1,
+            "forwarded each time: {sent:#?}"
+        );
+    }
+    let txs: u64 = (0..2)
+        .map(|i| {
+            h.stats(i)
+                .sip_transactions
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    assert_eq!(txs, 0);
+}

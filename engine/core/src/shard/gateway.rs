@@ -9,7 +9,7 @@ use crate::gateway::{self, Effect, EventFields, Gateway, GwOp, Io, SipReply};
 use crate::msrp::endpoint::session_id_of;
 use crate::route::{ActionResult, GwEvent, LogLevel, MsgToMsrpResult, MsrpAnswerResult, ReplyMode};
 use crate::sip_write::{self, reason_phrase};
-use crate::transaction::{Hop, RequestMatch, Timers};
+use crate::transaction::{Hop, RequestMatch, Timers, TxId};
 use crate::transport::{MsrpConn, RxContext, Transport};
 use sipshard_parser::sip::{self, Framing, Message, EMPTY_HEADER};
 use sipshard_parser::Status;
@@ -228,9 +228,12 @@ impl ShardCore {
         token
     }
 
-    /// With the gateway on, a request goes through the transaction layer first (a
-    /// retransmission is answered from its transaction, never routed twice), and a request in
-    /// one of the gateway's dialogs goes to the gateway. Returns whether it was handled.
+    /// With the gateway on, a request that has a server transaction is its transaction's (a
+    /// retransmission is answered again from it, never routed twice), an ACK is the
+    /// transaction layer's or a dialog's, and a request in one of the gateway's dialogs goes to
+    /// the gateway. Returns whether it was handled; if not, the route runs. Transactions are
+    /// made only for requests the gateway or a route answers (`server_tx`), so what a route
+    /// forwards statelessly stays stateless, retransmissions included.
     pub(super) fn gw_request(
         &mut self,
         cx: Cx<'_>,
@@ -238,9 +241,52 @@ impl ShardCore {
         rx: RxContext,
         outs: &mut Vec<Out>,
     ) -> bool {
+        if msg.method() == Some(b"ACK") || self.transactions.server_for(msg).is_some() {
+            let _ = self.server_tx(cx.now_ms, msg, &rx, outs);
+            self.drain_effects(cx, outs);
+            return true;
+        }
+        if let Some(tag) = msg.to_tag() {
+            let ours = self.own.is_minted_tag(tag);
+            let known = match (&self.gateway, msg.call_id()) {
+                (Some(g), Some(c)) => g.has_dialog(c),
+                _ => false,
+            };
+            if ours || known {
+                let Ok(tx) = self.server_tx(cx.now_ms, msg, &rx, outs) else {
+                    return true;
+                };
+                let mut handled = false;
+                self.with_gw(cx, outs, |gw, io| {
+                    handled = gw.on_dialog_request(msg, &rx, tx, ours, io);
+                });
+                if handled {
+                    return true;
+                }
+            }
+        }
+        if msg.method() == Some(b"CANCEL") && self.transactions.invite_for_cancel(msg).is_some() {
+            // The INVITEs the gateway takes are answered at once; a CANCEL that matches one
+            // is answered and changes nothing (RFC 3261 §9.2).
+            self.reply_code(cx.now_ms, msg, &rx, 200, None, outs);
+            return true;
+        }
+        false
+    }
+
+    /// The server transaction of `msg`, made now if it has none (a retransmission of one that
+    /// exists is answered from it; an ACK goes to its transaction or its dialog). `Err` when
+    /// the layer holds its maximum: the request was answered 503 here.
+    pub(super) fn server_tx(
+        &mut self,
+        now_ms: u64,
+        msg: &Message<'_, '_>,
+        rx: &RxContext,
+        outs: &mut Vec<Out>,
+    ) -> Result<Option<TxId>, ()> {
         let hop = match (rx.transport, rx.conn) {
             (Transport::Tcp, Some(c)) => Hop::Stream(c),
-            (Transport::Tcp, None) => return false,
+            (Transport::Tcp, None) => return Ok(None),
             (Transport::Udp, _) => Hop::Datagram {
                 listen: rx.listen,
                 dest: sip_write::udp_response_destination(msg.top_via().as_ref(), rx.source),
@@ -249,17 +295,26 @@ impl ShardCore {
         let mut events = Vec::new();
         let m = self
             .transactions
-            .on_request(cx.now_ms, msg, hop, outs, &mut events);
+            .on_request(now_ms, msg, hop, outs, &mut events);
         self.stats
             .sip_transactions
             .store(self.transactions.len() as u64, Relaxed);
-        self.with_gw(cx, outs, |gw, io| {
-            for e in events {
-                gw.on_tx_event(e, io);
+        if !events.is_empty() {
+            if let Some(gw) = self.gateway.as_mut() {
+                let mut io = Io {
+                    now_ms,
+                    txs: &mut self.transactions,
+                    outs,
+                    effects: &mut self.effects,
+                };
+                for e in events {
+                    gw.on_tx_event(e, &mut io);
+                }
             }
-        });
-        let tx = match m {
-            RequestMatch::Retransmission(_) | RequestMatch::Ack => return true,
+        }
+        match m {
+            RequestMatch::New(tx) | RequestMatch::Retransmission(tx) => Ok(Some(tx)),
+            RequestMatch::Ack | RequestMatch::Stateless => Ok(None),
             RequestMatch::Full => {
                 let mut out = Vec::new();
                 let mut tag = Vec::new();
@@ -272,29 +327,10 @@ impl ShardCore {
                     &[("Retry-After", b"5")],
                     &mut out,
                 );
-                outs.extend(Out::to_sender(&rx, msg.top_via().as_ref(), out));
-                return true;
-            }
-            RequestMatch::New(tx) => Some(tx),
-            RequestMatch::Stateless => None,
-        };
-        if let Some(tag) = msg.to_tag() {
-            let ours = self.own.is_minted_tag(tag);
-            let mut handled = false;
-            self.with_gw(cx, outs, |gw, io| {
-                handled = gw.on_dialog_request(msg, &rx, tx, ours, io);
-            });
-            if handled {
-                return true;
+                outs.extend(Out::to_sender(rx, msg.top_via().as_ref(), out));
+                Err(())
             }
         }
-        if msg.method() == Some(b"CANCEL") && self.transactions.invite_for_cancel(msg).is_some() {
-            // The INVITEs the gateway takes are answered at once; a CANCEL that matches one
-            // is answered and changes nothing (RFC 3261 §9.2).
-            self.reply_code(cx.now_ms, msg, &rx, 200, None, outs);
-            return true;
-        }
-        false
     }
 
     /// Answers `msg` with `code` (and `Retry-After`), through its server transaction when it
@@ -354,8 +390,14 @@ impl ShardCore {
         bytes: Vec<u8>,
         outs: &mut Vec<Out>,
     ) {
-        if self.gateway.is_some() {
-            if let Some(tx) = self.transactions.server_for(msg) {
+        if self.gateway.is_some() && msg.method() != Some(b"ACK") {
+            // Made now when the request has none, so that its retransmissions get this
+            // answer again.
+            let tx = match self.transactions.server_for(msg) {
+                Some(tx) => Some(tx),
+                None => self.server_tx(now_ms, msg, rx, outs).ok().flatten(),
+            };
+            if let Some(tx) = tx {
                 let mut events = Vec::new();
                 if self
                     .transactions

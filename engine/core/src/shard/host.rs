@@ -432,6 +432,15 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
         let sip::StartLine::Request { uri, .. } = self.msg.start_line() else {
             return Poll::Ready(MsgToMsrpResult::Error);
         };
+        // The MESSAGE's transaction, from now: its retransmissions are absorbed while the
+        // gateway works on it, and answered again once it has answered.
+        if self
+            .core
+            .server_tx(self.cx.now_ms, self.msg, &self.rx, self.outs)
+            .is_err()
+        {
+            return Poll::Ready(MsgToMsrpResult::Full);
+        }
         let m = MessageIn {
             key: req.key.to_vec(),
             types: req.content_types.to_vec(),
@@ -509,6 +518,13 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
                 LogLevel::Warn,
                 b"msrp_answer: only a received INVITE is answered",
             );
+            return Poll::Ready(MsrpAnswerResult::Error);
+        }
+        if self
+            .core
+            .server_tx(self.cx.now_ms, self.msg, &self.rx, self.outs)
+            .is_err()
+        {
             return Poll::Ready(MsrpAnswerResult::Error);
         }
         let a = InviteIn {
