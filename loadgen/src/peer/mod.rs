@@ -11,6 +11,7 @@
 pub mod msrp;
 pub mod sdp;
 pub mod sip;
+mod sip_message;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
