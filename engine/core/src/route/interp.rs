@@ -18,6 +18,7 @@ use super::host::{
     PushResult, Reply, SendMessage, Target,
 };
 use super::program::{Action, ForwardTo, Match, Program, RouteId, Step};
+use super::template::Template;
 use sipshard_parser::sip::StartLine;
 use std::fmt;
 use std::task::Poll;
@@ -400,10 +401,7 @@ fn exec<H: Host + ?Sized>(program: &Program, st: &mut State, step: &Step, host: 
             to,
             ruri,
         } => {
-            let mut b: [Vec<u8>; 5] = Default::default();
-            for (t, out) in [key, content_types, from, to, ruri].into_iter().zip(&mut b) {
-                t.render(host, vars, out);
-            }
+            let b = render_all([key, content_types, from, to, ruri], host, vars);
             let req = MsrpAnswer {
                 key: &b[0],
                 content_types: &b[1],
@@ -418,9 +416,7 @@ fn exec<H: Host + ?Sized>(program: &Program, st: &mut State, step: &Step, host: 
             content_types,
             mode,
         } => {
-            let (mut k, mut c) = (Vec::new(), Vec::new());
-            key.render(host, vars, &mut k);
-            content_types.render(host, vars, &mut c);
+            let [k, c] = render_all([key, content_types], host, vars);
             let req = MsgToMsrp {
                 key: &k,
                 content_types: &c,
@@ -435,10 +431,7 @@ fn exec<H: Host + ?Sized>(program: &Program, st: &mut State, step: &Step, host: 
             content_type,
             body,
         } => {
-            let mut b: [Vec<u8>; 5] = Default::default();
-            for (t, out) in [ruri, from, to, content_type, body].into_iter().zip(&mut b) {
-                t.render(host, vars, out);
-            }
+            let b = render_all([ruri, from, to, content_type, body], host, vars);
             let req = SendMessage {
                 ruri: &b[0],
                 from: &b[1],
@@ -449,6 +442,19 @@ fn exec<H: Host + ?Sized>(program: &Program, st: &mut State, step: &Step, host: 
             ready(host.send_message(&req), |r| r.index())
         }
     }
+}
+
+/// Renders an action's templates, in order.
+fn render_all<H: Host + ?Sized, const N: usize>(
+    templates: [&Template; N],
+    host: &mut H,
+    vars: &[Vec<u8>],
+) -> [Vec<u8>; N] {
+    templates.map(|t| {
+        let mut out = Vec::new();
+        t.render(host, vars, &mut out);
+        out
+    })
 }
 
 fn matches<H: Host + ?Sized>(m: &Match, host: &H) -> bool {

@@ -108,13 +108,15 @@ impl ShardCore {
         outs: &mut Vec<Out>,
         f: impl FnOnce(&mut Gateway, &mut Io<'_>),
     ) {
-        let Some(gw) = self.gateway.as_mut() else {
+        if self.gateway.is_none() {
             return;
-        };
+        }
         if self.gw_generation != cx.generation {
             // A reloaded [gateway] applies from now on (the listeners stay as they were).
             let c = &cx.loaded.config.gateway;
-            gw.set_config(c);
+            if let Some(gw) = self.gateway.as_mut() {
+                gw.set_config(c);
+            }
             self.transactions.set_timers(Timers {
                 t1_ms: c.t1_ms,
                 t2_ms: c.t2_ms,
@@ -123,14 +125,27 @@ impl ShardCore {
             self.transactions.set_max(c.max_transactions as usize);
             self.gw_generation = cx.generation;
         }
+        self.gw_call(cx.now_ms, outs, f);
+        self.drain_effects(cx, outs);
+    }
+
+    /// Runs `f` on the gateway with an [`Io`] of the time and `outs`; what it asks of the
+    /// core waits in `effects` (a route run calling the gateway must not run routes inside
+    /// itself: the caller drains them once the run is over). `None` without a gateway.
+    pub(super) fn gw_call<R>(
+        &mut self,
+        now_ms: u64,
+        outs: &mut Vec<Out>,
+        f: impl FnOnce(&mut Gateway, &mut Io<'_>) -> R,
+    ) -> Option<R> {
+        let gw = self.gateway.as_mut()?;
         let mut io = Io {
-            now_ms: cx.now_ms,
+            now_ms,
             txs: &mut self.transactions,
             outs,
             effects: &mut self.effects,
         };
-        f(gw, &mut io);
-        self.drain_effects(cx, outs);
+        Some(f(gw, &mut io))
     }
 
     /// Carries out what the gateway asked for, until it asks nothing more (an event route may
@@ -300,17 +315,11 @@ impl ShardCore {
             .sip_transactions
             .store(self.transactions.len() as u64, Relaxed);
         if !events.is_empty() {
-            if let Some(gw) = self.gateway.as_mut() {
-                let mut io = Io {
-                    now_ms,
-                    txs: &mut self.transactions,
-                    outs,
-                    effects: &mut self.effects,
-                };
+            self.gw_call(now_ms, outs, |gw, io| {
                 for e in events {
-                    gw.on_tx_event(e, &mut io);
+                    gw.on_tx_event(e, io);
                 }
-            }
+            });
         }
         match m {
             RequestMatch::New(tx) | RequestMatch::Retransmission(tx) => Ok(Some(tx)),

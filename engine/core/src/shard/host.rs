@@ -7,7 +7,7 @@ use super::boundary::{Out, RemoteOp, RepoOp, Token, Work};
 use super::remote::ANSWER_TIMEOUT_MS;
 use super::repository::{receive_context, rx_of_item};
 use super::{Cx, ShardCore, MAX_HEADERS};
-use crate::gateway::{EventFields, GwOp, InviteIn, Io, MessageIn, SipReply};
+use crate::gateway::{EventFields, GwOp, InviteIn, MessageIn, SipReply};
 use crate::repo::StoredMessage;
 use crate::route::{
     self, ActionResult, AsyncPullRequest, AsyncPullResult, CheckResult, ForwardResult, GwField,
@@ -485,15 +485,14 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
                 .remote
                 .reserve_for(self.cx.now_ms, me, "msg_to_msrp", wait_ms)
         });
-        let core = &mut *self.core;
-        let gw = core.gateway.as_mut().expect("checked above");
-        let mut io = Io {
-            now_ms: self.cx.now_ms,
-            txs: &mut core.transactions,
-            outs: self.outs,
-            effects: &mut core.effects,
-        };
-        match gw.msg_to_msrp(m, token.map(|t| (me, t)), &mut io) {
+        let waiting = token.map(|t| (me, t));
+        let r = self
+            .core
+            .gw_call(self.cx.now_ms, self.outs, |gw, io| {
+                gw.msg_to_msrp(m, waiting, io)
+            })
+            .flatten();
+        match r {
             Some((result, reply)) => {
                 if let Some(t) = token {
                     self.core.remote.release(t);
@@ -546,32 +545,22 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
                 );
             return Poll::Pending;
         }
-        let core = &mut *self.core;
-        let gw = core.gateway.as_mut().expect("checked above");
-        let mut io = Io {
-            now_ms: self.cx.now_ms,
-            txs: &mut core.transactions,
-            outs: self.outs,
-            effects: &mut core.effects,
+        let Some((result, reply)) = self
+            .core
+            .gw_call(self.cx.now_ms, self.outs, |gw, io| gw.msrp_answer(a, io))
+        else {
+            return Poll::Ready(MsrpAnswerResult::Error);
         };
-        let (result, reply) = gw.msrp_answer(a, &mut io);
         self.core
             .send_gw_reply(self.cx.now_ms, self.msg, &self.rx, reply, self.outs);
         Poll::Ready(result)
     }
 
     fn send_message(&mut self, req: &SendMessage<'_>) -> Poll<SendMessageResult> {
-        let core = &mut *self.core;
-        let Some(gw) = core.gateway.as_mut() else {
-            return Poll::Ready(SendMessageResult::Error);
-        };
-        let mut io = Io {
-            now_ms: self.cx.now_ms,
-            txs: &mut core.transactions,
-            outs: self.outs,
-            effects: &mut core.effects,
-        };
-        Poll::Ready(gw.send_message(req, &mut io))
+        let r = self
+            .core
+            .gw_call(self.cx.now_ms, self.outs, |gw, io| gw.send_message(req, io));
+        Poll::Ready(r.unwrap_or(SendMessageResult::Error))
     }
 
     fn event_field(&self, field: GwField, out: &mut Vec<u8>) {
