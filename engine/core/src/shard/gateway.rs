@@ -494,7 +494,10 @@ fn gateway_uri(u: &[u8]) -> &[u8] {
 /// The session id of the first To-Path URI of a frame, read off its head without a full
 /// parse (the owner parses it).
 fn to_path_session(bytes: &[u8]) -> Option<&[u8]> {
-    let head = &bytes[..memchr::memmem::find(bytes, b"\r\n\r\n").unwrap_or(bytes.len())];
+    // Built once: this runs for every MSRP frame.
+    static END: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    let end = END.get_or_init(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    let head = &bytes[..end.find(bytes).unwrap_or(bytes.len())];
     let line = head
         .split(|&c| c == b'\n')
         .find_map(|l| l.strip_prefix(b"To-Path:"))?;

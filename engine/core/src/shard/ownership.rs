@@ -6,11 +6,13 @@
 //! must name their shard, are read).
 
 use crate::route::UidGen;
+use memchr::memmem;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sipshard_parser::sip;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
 /// One shard's view of who owns what.
 #[derive(Debug, Clone)]
@@ -57,8 +59,13 @@ impl Ownership {
 
     /// The shard named by a tag this process minted, in the header section of `bytes`.
     fn of_tags(&self, bytes: &[u8]) -> Option<usize> {
-        let head = &bytes[..memchr::memmem::find(bytes, b"\r\n\r\n").unwrap_or(bytes.len())];
-        memchr::memmem::find_iter(head, b"tag=sg").find_map(|i| {
+        // Built once: this runs for every message while the gateway runs.
+        static END: OnceLock<memmem::Finder<'static>> = OnceLock::new();
+        static TAG: OnceLock<memmem::Finder<'static>> = OnceLock::new();
+        let end = END.get_or_init(|| memmem::Finder::new(b"\r\n\r\n"));
+        let tag = TAG.get_or_init(|| memmem::Finder::new(b"tag=sg"));
+        let head = &bytes[..end.find(bytes).unwrap_or(bytes.len())];
+        tag.find_iter(head).find_map(|i| {
             let tag = &head[i + 4..];
             let end = tag
                 .iter()
