@@ -153,8 +153,8 @@ impl Gateway {
         };
         self.stats.gw_msrp_to_sip.fetch_add(1, Relaxed);
         let (content_type, body) = match self.cfg.cpim {
-            Cpim::Wrap if super::super::cpim::is_cpim(content_type) => {
-                super::super::cpim::unwrap(body).unwrap_or((content_type, body))
+            Cpim::Wrap if cpim::is_cpim(content_type) => {
+                cpim::unwrap(body).unwrap_or((content_type, body))
             }
             _ => (content_type, body),
         };

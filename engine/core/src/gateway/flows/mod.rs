@@ -14,6 +14,7 @@ mod endings;
 mod frames;
 mod setup;
 
+use super::cpim;
 use super::session::{GwSession, Origin, Pending, Settle, State, Unacked};
 use super::sip::{self as gsip, Next, Way};
 use super::{Effect, EventFields, Gateway, InviteIn, Io, Key, MessageIn, SipReply, TxUse};
@@ -98,8 +99,8 @@ fn advertised<'a>(cpim: Cpim, ours: &[&'a [u8]]) -> (Types<'a>, Types<'a>, Types
         Cpim::Pass => (ours.to_vec(), Vec::new(), ours.to_vec()),
         Cpim::Wrap => {
             let mut takes = ours.to_vec();
-            takes.push(super::cpim::CPIM);
-            (vec![super::cpim::CPIM], ours.to_vec(), takes)
+            takes.push(cpim::CPIM);
+            (vec![cpim::CPIM], ours.to_vec(), takes)
         }
     }
 }

@@ -19,9 +19,9 @@ impl Gateway {
         if m.key.is_empty() {
             return Some((MsgToMsrpResult::Error, SipReply::code(500)));
         }
-        if self.cfg.cpim == Cpim::Wrap && !super::super::cpim::is_cpim(&m.content_type) {
-            m.body = super::super::cpim::wrap(&m.from, &m.to, &m.content_type, &m.body);
-            m.content_type = super::super::cpim::CPIM.to_vec();
+        if self.cfg.cpim == Cpim::Wrap && !cpim::is_cpim(&m.content_type) {
+            m.body = cpim::wrap(&m.from, &m.to, &m.content_type, &m.body);
+            m.content_type = cpim::CPIM.to_vec();
         }
         self.stats.gw_sip_to_msrp.fetch_add(1, Relaxed);
         if m.body.len() as u64 > self.cfg.max_message_size.0 {
