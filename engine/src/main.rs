@@ -133,6 +133,10 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr a closed pipe, a full disk) is lost, not
+        // reported on stderr again: that report panics the thread that logged, which for the
+        // signal thread meant SIGTERM no longer stopped the server.
+        .log_internal_errors(false)
         .init();
     for w in &loaded.warnings {
         tracing::warn!("{w}");
@@ -215,7 +219,11 @@ fn run_serve(args: ServeArgs) -> ExitCode {
                 "stopped; {total} items were still stored (per shard: {:?})",
                 r.items_left
             );
-            println!("sipshard: stopped; {total} items were still stored");
+            // Not println!: with stdout a closed pipe it would panic at the very end.
+            let _ = writeln!(
+                std::io::stdout(),
+                "sipshard: stopped; {total} items were still stored"
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -250,8 +258,9 @@ fn spawn_signal_thread(stop: Arc<AtomicBool>, shared: Arc<SharedState>) {
                         Err(e) => tracing::error!("config reload refused: {e}"),
                     }
                 } else {
-                    tracing::info!("signal {sig}: stopping");
+                    // Stop first: nothing after this may keep the server from stopping.
                     stop.store(true, Ordering::Relaxed);
+                    tracing::info!("signal {sig}: stopping");
                     break;
                 }
             }
