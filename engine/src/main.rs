@@ -216,13 +216,13 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         Ok(r) => {
             let total: u64 = r.items_left.iter().sum();
             tracing::info!(
-                "stopped; {total} items were still stored (per shard: {:?})",
+                "stopped; {total} items were still stored (per shard: {:?}), each answered through repo:shutdown or repo:expired",
                 r.items_left
             );
             // Not println!: with stdout a closed pipe it would panic at the very end.
             let _ = writeln!(
                 std::io::stdout(),
-                "sipshard: stopped; {total} items were still stored"
+                "sipshard: stopped; {total} items were still stored, each answered"
             );
             ExitCode::SUCCESS
         }

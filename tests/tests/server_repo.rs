@@ -390,6 +390,11 @@ fn sigterm_reports_items_still_stored() {
     }
     let out = srv.stop();
     assert!(out.contains("3 items were still stored"), "{out}");
+    // Each parked caller was answered before the server stopped (`repo:shutdown`).
+    for _ in 0..3 {
+        let r = c.recv();
+        assert_eq!(r.code, 503);
+    }
 }
 
 #[test]

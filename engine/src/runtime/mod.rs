@@ -48,6 +48,9 @@ use tcp::{tcp_accept_loop, tcp_listener_from_fd};
 /// How often an idle shard looks whether it was asked to stop.
 const STOP_POLL: Duration = Duration::from_millis(100);
 
+/// How long a stopping shard may take to answer its parked callers.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
 /// Capacity of each shard-to-shard channel (messages); more waits in the sender's outbox.
 const MESH_CHANNEL_CAPACITY: usize = 1024;
 
@@ -93,7 +96,8 @@ pub struct RuntimeSpec {
 /// What the shards said when they stopped.
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
-    /// Items still stored per shard at shutdown.
+    /// Items still parked per shard when it stopped, each answered through `repo:shutdown`
+    /// (or `repo:expired`).
     pub items_left: Vec<u64>,
 }
 
@@ -330,9 +334,26 @@ pub fn run(
                 while !stop.load(Ordering::Relaxed) {
                     glommio::timer::sleep(STOP_POLL).await;
                 }
+                // Every parked caller is answered (`repo:shutdown`, else `repo:expired`),
+                // within a bound: a shard that cannot send them all in time stops anyway.
+                let mut outs = Vec::new();
+                let answered = shard
+                    .core
+                    .borrow_mut()
+                    .on_shutdown(shard.now_ms(), &mut outs);
+                let sent = glommio::timer::timeout(SHUTDOWN_DRAIN, async {
+                    shard.perform(outs, shard::Caller::Input(None)).await;
+                    Ok(())
+                })
+                .await;
+                if sent.is_err() {
+                    tracing::warn!(
+                        "shard {id}: not every parked caller could be answered within {} s",
+                        SHUTDOWN_DRAIN.as_secs()
+                    );
+                }
                 glommio::timer::sleep(Duration::from_millis(100)).await;
-                let items = shard.core.borrow().items();
-                items
+                answered as u64
             })
             .map_err(|e| std::io::Error::other(format!("cannot start shard {id}: {e}")))?;
         handles.push(h);

@@ -453,6 +453,18 @@ impl Repository {
     /// each (to answer the parked caller) and then drops it. Reusing `out` keeps this free of
     /// allocation beyond the items themselves.
     pub fn tick(&mut self, now_ms: u64, out: &mut Vec<StoredMessage>) -> usize {
+        let n = self.take_due(now_ms, out);
+        self.stats.expired += n as u64;
+        n
+    }
+
+    /// Removes every item, whatever its deadline, into `out` (the server is stopping: each
+    /// parked caller is answered). Not counted as expired.
+    pub fn take_all(&mut self, out: &mut Vec<StoredMessage>) -> usize {
+        self.take_due(u64::MAX, out)
+    }
+
+    fn take_due(&mut self, now_ms: u64, out: &mut Vec<StoredMessage>) -> usize {
         let before = out.len();
         while let Some(Expired {
             id,
@@ -463,7 +475,6 @@ impl Repository {
             // The wheel hands items out one at a time, so the neighbours in the item's Call-ID
             // list are still in place while it is unlinked.
             self.unlink(id.index(), &value);
-            self.stats.expired += 1;
             out.push(StoredMessage::new(value.data, deadline_ms));
         }
         out.len() - before

@@ -47,6 +47,7 @@ pub(crate) const ENTRY_ROUTES: &[&str] = &["request", "response"];
 /// Event routes run when something happens; they cannot be called.
 pub(crate) const EVENT_ROUTES: &[&str] = &[
     "repo:expired",
+    "repo:shutdown",
     "gw:setup_failed",
     "gw:session_ended",
     "gw:delivery_failed",
@@ -109,6 +110,7 @@ pub(crate) fn compile(
         request,
         response: names.get("response").map(|r| r.0),
         repo_expired: names.get("repo:expired").map(|r| r.0),
+        repo_shutdown: names.get("repo:shutdown").map(|r| r.0),
         gw_setup_failed: names.get("gw:setup_failed").map(|r| r.0),
         gw_session_ended: names.get("gw:session_ended").map(|r| r.0),
         gw_delivery_failed: names.get("gw:delivery_failed").map(|r| r.0),

@@ -95,6 +95,7 @@ pub(crate) struct Entries {
     pub request: RouteId,
     pub response: Option<RouteId>,
     pub repo_expired: Option<RouteId>,
+    pub repo_shutdown: Option<RouteId>,
     pub gw_setup_failed: Option<RouteId>,
     pub gw_session_ended: Option<RouteId>,
     pub gw_delivery_failed: Option<RouteId>,
@@ -125,6 +126,12 @@ impl Program {
     /// as the message (and its original source and transport).
     pub fn repo_expired(&self) -> Option<RouteId> {
         self.entries.repo_expired
+    }
+
+    /// The `repo:shutdown` event route, when configured: runs with each item still parked
+    /// when the server stops.
+    pub fn repo_shutdown(&self) -> Option<RouteId> {
+        self.entries.repo_shutdown
     }
 
     /// The gateway's event routes: `gw:setup_failed`, `gw:session_ended`,

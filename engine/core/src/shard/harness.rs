@@ -238,6 +238,19 @@ impl Harness {
         std::mem::take(&mut self.msrp_connects)
     }
 
+    /// The server stops: every shard answers its parked items (`repo:shutdown`, else
+    /// `repo:expired`). Returns how many items there were.
+    pub fn shutdown(&mut self) -> usize {
+        let mut n = 0;
+        for i in 0..self.cores.len() {
+            let mut outs = Vec::new();
+            n += self.cores[i].on_shutdown(self.now_ms, &mut outs);
+            self.carry(i, outs);
+        }
+        self.settle();
+        n
+    }
+
     /// Names the shards asked to resolve since the last call: (shard, name, port).
     pub fn take_resolves(&mut self) -> Vec<(usize, String, Option<u16>)> {
         std::mem::take(&mut self.resolves)

@@ -135,6 +135,15 @@ impl RepoService {
         out
     }
 
+    /// Takes every item (the server is stopping).
+    pub fn take_all(&mut self) -> Vec<StoredMessage> {
+        let mut out = Vec::with_capacity(self.repo.len());
+        if self.repo.take_all(&mut out) > 0 {
+            self.publish();
+        }
+        out
+    }
+
     /// Hands back the (drained) vector [`RepoService::expire`] returned.
     pub fn recycle(&mut self, mut v: Vec<StoredMessage>) {
         v.clear();
@@ -337,6 +346,22 @@ impl ShardCore {
     }
 
     /// Expires what is due and runs `repo:expired` on each item.
+    /// The server is stopping: every parked item goes through `repo:shutdown` (or, without
+    /// it, `repo:expired`) so its caller is answered instead of left waiting. Returns how many.
+    pub fn on_shutdown(&mut self, now_ms: u64, outs: &mut Vec<Out>) -> usize {
+        self.with_config(now_ms, |core, cx| {
+            let items = core.repo.take_all();
+            let program = &cx.loaded.program;
+            if let Some(route) = program.repo_shutdown().or(program.repo_expired()) {
+                for item in &items {
+                    core.run_item(cx, item, route, outs);
+                }
+            }
+            core.drain_effects(cx, outs);
+            items.len()
+        })
+    }
+
     pub(super) fn expire_items(&mut self, cx: Cx<'_>, outs: &mut Vec<Out>) {
         let mut expired = self.repo.expire(cx.now_ms);
         if let Some(route) = cx.loaded.program.repo_expired() {

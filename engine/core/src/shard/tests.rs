@@ -511,3 +511,33 @@ fn responses_to_the_shards_own_requests_are_taken_by_their_transaction() {
     h.datagram(owner, peer, ok.as_bytes());
     assert_eq!(h.core(owner).items(), 1);
 }
+
+#[test]
+fn at_shutdown_every_parked_caller_is_answered() {
+    // Without `repo:shutdown`, `repo:expired` answers them (408 here); with it, it does.
+    for (config, code) in [
+        (CONFIG.to_owned(), 408),
+        (
+            format!(
+                "{CONFIG}[route.\"repo:shutdown\"]\nrules = [ {{ actions = [ {{ reply = {{ code = 503, reason = \"Shutting Down\", headers = {{ Retry-After = \"5\" }} }} }} ] }} ]\n"
+            ),
+            503,
+        ),
+    ] {
+        let mut h = Harness::new(2, &config).unwrap();
+        for i in 0..6 {
+            park(&mut h, i % 2, &format!("down-{i}"), 7000 + i as u16);
+        }
+        h.take_sent();
+        assert_eq!(h.shutdown(), 6);
+        let sent = h.take_sent();
+        let mut ports: Vec<u16> = sent
+            .iter()
+            .filter(|s| s.status() == Some(code))
+            .map(|s| s.peer().port())
+            .collect();
+        ports.sort_unstable();
+        assert_eq!(ports, (7000..7006).collect::<Vec<_>>(), "{sent:#?}");
+        assert_eq!(h.core(0).items() + h.core(1).items(), 0);
+    }
+}
