@@ -171,6 +171,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             require_content_length: true,
         },
         tcp_idle: Duration::from_secs(c.server.tcp_idle_timeout_s.max(1)),
+        tcp_message_timeout: Duration::from_secs(c.server.tcp_message_timeout_s.max(1)),
         groups: (0..c.server.shards.max(1))
             .map(|i| {
                 c.server

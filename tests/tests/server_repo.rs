@@ -553,3 +553,40 @@ fn retransmitted_park_is_answered_not_stored_twice() {
     );
     assert_eq!(stats["items"], 1);
 }
+
+#[test]
+fn a_peer_trickling_a_message_over_tcp_is_cut_off() {
+    use std::io::{ErrorKind, Read, Write};
+    let srv = siprepo(&["--shards", "2", "--tcp-message-timeout-s", "1"]);
+    let mut s = std::net::TcpStream::connect(srv.tcp.expect("a TCP listen address")).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    s.write_all(b"MESSAGE sip:bob@example.com SIP/2.0\r\n")
+        .unwrap();
+    // One byte every 200 ms: the idle timeout (120 s) never fires, the message timeout does.
+    let mut closed = false;
+    for _ in 0..50 {
+        if s.write_all(b"X").is_err() {
+            closed = true;
+            break;
+        }
+        let mut b = [0u8; 64];
+        match s.read(&mut b) {
+            Ok(0) => closed = true,
+            Err(e) if !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                closed = true
+            }
+            _ => {}
+        }
+        if closed {
+            break;
+        }
+    }
+    assert!(closed, "still connected after 10 s of trickling");
+    let m = srv.metrics();
+    assert!(
+        m.contains("sipshard_tcp_message_timeouts_total{shard="),
+        "{m}"
+    );
+    srv.stop();
+}

@@ -58,6 +58,7 @@ counters! {
     bytes: "repository bytes stored now (gauge)",
     tcp_connections: "open TCP connections (gauge)",
     tcp_framing_errors: "TCP connections closed for framing errors",
+    tcp_message_timeouts: "TCP connections closed because a message did not arrive whole in time",
     gw_sessions: "gateway sessions on this shard now (gauge)",
     gw_queued: "gateway messages queued for a session being set up, now (gauge)",
     gw_sessions_created: "gateway sessions created",

@@ -82,6 +82,9 @@ pub struct RuntimeSpec {
     pub tcp: FrameOptions,
     /// Close a TCP connection idle this long.
     pub tcp_idle: Duration,
+    /// Close a TCP connection whose message has not arrived whole this long after its first
+    /// byte (a peer trickling it).
+    pub tcp_message_timeout: Duration,
     /// Per shard: async-pull task-queue groups and their shares, in group-id order.
     pub groups: Vec<Vec<(String, usize)>>,
     /// Largest UDP datagram accepted (the receive buffer size).

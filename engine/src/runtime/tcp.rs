@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::os::unix::io::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(super) async fn tcp_accept_loop(
     shard: Rc<Shard>,
@@ -255,15 +255,45 @@ async fn serve(
     };
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16384];
+    // When the first byte of the message now arriving came: it must be whole within
+    // `tcp_message_timeout`, however slowly its bytes trickle in.
+    let mut started: Option<Instant> = None;
     'conn: loop {
+        let wait = match started {
+            None => shard.spec.tcp_idle,
+            Some(t) => match shard.spec.tcp_message_timeout.checked_sub(t.elapsed()) {
+                Some(left) if !left.is_zero() => left.min(shard.spec.tcp_idle),
+                _ => {
+                    shard
+                        .stats
+                        .tcp_message_timeouts
+                        .fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            },
+        };
+        let _ = reader.set_read_timeout(Some(wait));
         let n = match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(n) => n,
+            Err(_) => {
+                if started.is_some() {
+                    shard
+                        .stats
+                        .tcp_message_timeouts
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                break;
+            }
         };
         if shard.stop.load(Ordering::Relaxed) {
             break;
         }
+        if buf.is_empty() {
+            started = Some(Instant::now());
+        }
         buf.extend_from_slice(&chunk[..n]);
+        let mut completed = false;
         loop {
             match sip::frame(&buf, &shard.spec.tcp) {
                 Ok(Status::Partial) => break,
@@ -273,8 +303,10 @@ async fn serve(
                         shard.write_local(conn, b"\r\n".to_vec(), true).await;
                     }
                     buf.drain(..k);
+                    completed = true;
                 }
                 Ok(Status::Complete(Framed::Message { len, .. })) => {
+                    completed = true;
                     let msg: Vec<u8> = buf.drain(..len).collect();
                     shard.stats.received.fetch_add(1, Ordering::Relaxed);
                     shard
@@ -299,6 +331,12 @@ async fn serve(
                     break 'conn;
                 }
             }
+        }
+        // What is left is the start of the next message: its clock starts now.
+        if buf.is_empty() {
+            started = None;
+        } else if completed {
+            started = Some(Instant::now());
         }
     }
     // The writer ends once it has written what is queued.

@@ -47,6 +47,9 @@ pub struct Overrides {
     /// File: server.core.N tables.
     #[arg(long = "core", value_name = "N:KEY=VALUE")]
     pub core: Vec<CoreFlag>,
+    /// Seconds a message may take to arrive whole over TCP. File: server.tcp_message_timeout_s.
+    #[arg(long, value_name = "SECS")]
+    pub tcp_message_timeout_s: Option<i64>,
     /// Seconds before an idle TCP connection is closed. File: server.tcp_idle_timeout_s.
     #[arg(long, value_name = "SECS")]
     pub tcp_idle_timeout_s: Option<i64>,

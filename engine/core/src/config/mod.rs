@@ -87,6 +87,9 @@ pub struct ServerConfig {
     pub io_memory: Option<ByteSize>,
     /// Seconds before an idle TCP connection is closed.
     pub tcp_idle_timeout_s: u64,
+    /// Seconds a SIP message may take to arrive whole over TCP from its first byte; a peer
+    /// trickling a message (slowloris) is cut off then, whatever the idle timeout.
+    pub tcp_message_timeout_s: u64,
     /// Largest header section accepted on a TCP connection.
     pub tcp_max_head: ByteSize,
     /// Largest body accepted on a TCP connection.
@@ -295,6 +298,8 @@ pub mod defaults {
     pub const LISTEN: &[&str] = &["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"];
     /// `[server] udp_batch`.
     pub const UDP_BATCH: u32 = 32;
+    /// `[server] tcp_message_timeout_s`.
+    pub const TCP_MESSAGE_TIMEOUT_S: u64 = 10;
     /// `[server] tcp_idle_timeout_s`.
     pub const TCP_IDLE_TIMEOUT_S: u64 = 120;
     /// `[server] tcp_max_head`.

@@ -37,6 +37,7 @@ pub(crate) struct RawServer {
     pub io_memory: Option<Size>,
     pub task_queue_shares: Option<Spanned<OrderedShares>>,
     pub tcp_idle_timeout_s: Option<Int>,
+    pub tcp_message_timeout_s: Option<Int>,
     pub tcp_max_head: Option<Size>,
     pub tcp_max_body: Option<Size>,
     pub max_udp_payload: Option<Size>,

@@ -291,6 +291,18 @@ impl Resolver<'_> {
                     " s",
                 )?
                 .unwrap_or(defaults::TCP_IDLE_TIMEOUT_S),
+            tcp_message_timeout_s: self
+                .int(
+                    pick(
+                        f.tcp_message_timeout_s,
+                        "tcp-message-timeout-s",
+                        sv.tcp_message_timeout_s.as_ref(),
+                    ),
+                    "tcp_message_timeout_s",
+                    1..=3600,
+                    " s",
+                )?
+                .unwrap_or(defaults::TCP_MESSAGE_TIMEOUT_S),
             tcp_max_head: self
                 .size(
                     pick(f.tcp_max_head, "tcp-max-head", sv.tcp_max_head.as_ref()),
