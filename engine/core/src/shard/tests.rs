@@ -180,8 +180,12 @@ fn rm_check_and_async_pull_reach_the_owner() {
             "{kind} {n}"
         );
     }
-    // async_pull: queued on the owner, the pulled item answered when its task runs.
-    h.datagram(0, client(5000), &trigger("Async", &b, &mb, 9, 5000));
+    // async_pull: queued on the owner, the pulled item answered when its task runs. The
+    // trigger's own Call-ID is owned by shard 0, so this one crosses shards whatever the
+    // process's hash seed made of the triggers above.
+    let on_0 = callid_owned_by(&h, 0, "async-trigger");
+    let extra = format!("X-Async-CallID: {b}\r\nX-Async-Msgid: {mb}\r\n");
+    h.datagram(0, client(5000), &request("OPTIONS", &on_0, 1, 5000, &extra));
     let sent = h.take_sent();
     assert_eq!(
         answers(&sent),
