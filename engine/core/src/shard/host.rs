@@ -220,6 +220,31 @@ impl MsgHost<'_, '_, '_, '_, '_> {
     }
 }
 
+/// Why a request was not taken by a gateway action.
+enum Taken {
+    /// No gateway, an event route, or not the method the action takes: logged, not answered.
+    No,
+    /// The transaction layer is full: answered 503.
+    Full,
+}
+
+impl MsgHost<'_, '_, '_, '_, '_> {
+    /// Takes the request for a gateway action that handles `method`: its server transaction
+    /// from now on (so its retransmissions are absorbed while the gateway works on it, and
+    /// answered again once it has answered).
+    fn take_for_gateway(&mut self, method: &[u8], refusal: &str) -> Result<(), Taken> {
+        if self.core.gateway.is_none() || self.event.is_some() || self.msg.method() != Some(method)
+        {
+            self.log(LogLevel::Warn, refusal.as_bytes());
+            return Err(Taken::No);
+        }
+        self.core
+            .server_tx(self.cx.now_ms, self.msg, &self.rx, self.outs)
+            .map(|_| ())
+            .map_err(|()| Taken::Full)
+    }
+}
+
 /// Unwraps the result of [`MsgHost::repo_op`] into the action's own result type.
 macro_rules! ready_as {
     ($poll:expr, $variant:ident) => {
@@ -419,28 +444,17 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
     }
 
     fn msg_to_msrp(&mut self, req: &MsgToMsrp<'_>) -> Poll<MsgToMsrpResult> {
-        if self.core.gateway.is_none()
-            || self.event.is_some()
-            || self.msg.method() != Some(b"MESSAGE")
-        {
-            self.log(
-                LogLevel::Warn,
-                b"msg_to_msrp: only a received MESSAGE goes to an MSRP session",
-            );
-            return Poll::Ready(MsgToMsrpResult::Error);
+        match self.take_for_gateway(
+            b"MESSAGE",
+            "msg_to_msrp: only a received MESSAGE goes to an MSRP session",
+        ) {
+            Err(Taken::No) => return Poll::Ready(MsgToMsrpResult::Error),
+            Err(Taken::Full) => return Poll::Ready(MsgToMsrpResult::Full),
+            Ok(()) => {}
         }
         let sip::StartLine::Request { uri, .. } = self.msg.start_line() else {
             return Poll::Ready(MsgToMsrpResult::Error);
         };
-        // The MESSAGE's transaction, from now: its retransmissions are absorbed while the
-        // gateway works on it, and answered again once it has answered.
-        if self
-            .core
-            .server_tx(self.cx.now_ms, self.msg, &self.rx, self.outs)
-            .is_err()
-        {
-            return Poll::Ready(MsgToMsrpResult::Full);
-        }
         let m = MessageIn {
             key: req.key.to_vec(),
             types: req.content_types.to_vec(),
@@ -509,19 +523,8 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
     }
 
     fn msrp_answer(&mut self, req: &MsrpAnswer<'_>) -> Poll<MsrpAnswerResult> {
-        if self.core.gateway.is_none()
-            || self.event.is_some()
-            || self.msg.method() != Some(b"INVITE")
-        {
-            self.log(
-                LogLevel::Warn,
-                b"msrp_answer: only a received INVITE is answered",
-            );
-            return Poll::Ready(MsrpAnswerResult::Error);
-        }
         if self
-            .core
-            .server_tx(self.cx.now_ms, self.msg, &self.rx, self.outs)
+            .take_for_gateway(b"INVITE", "msrp_answer: only a received INVITE is answered")
             .is_err()
         {
             return Poll::Ready(MsrpAnswerResult::Error);
