@@ -198,6 +198,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         args.overrides,
     ));
     let stop = Arc::new(AtomicBool::new(false));
+    raise_open_files_limit();
     spawn_signal_thread(stop.clone(), shared.clone());
     let report = runtime::run(spec, shared, stop, |listen, msrp, control| {
         let mut out = std::io::stdout().lock();
@@ -231,6 +232,41 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             eprintln!("sipshard: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit: every TCP connection holds two
+/// descriptors (its reader and its writer), so the usual soft limit of 1,024 refused
+/// connections at about 500. Warns when even the hard limit is low.
+#[allow(unsafe_code)]
+fn raise_open_files_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own; RLIMIT_NOFILE is a valid resource.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return;
+    }
+    if r.rlim_cur < r.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: r.rlim_max,
+            rlim_max: r.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own; raising the soft limit up to the hard
+        // limit needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            r = raised;
+        }
+    }
+    const WANTED: libc::rlim_t = 65_536;
+    if r.rlim_cur < WANTED {
+        tracing::warn!(
+            "open files are limited to {} (hard limit): each TCP or MSRP connection takes two; \
+             raise it (ulimit -Hn, LimitNOFILE=) for more than about {} connections",
+            r.rlim_cur,
+            r.rlim_cur / 2
+        );
     }
 }
 
