@@ -131,24 +131,8 @@ impl Gateway {
             );
             error(503)
         })?;
-        let msrp_id = self.mint.new_id();
-        let path = format!("msrp://{local}/{msrp_id};tcp");
-        let types = types_of(&m.types);
-        let (accept, wrapped, _) = advertised(self.cfg.cpim, &types);
-        let mut body = Vec::with_capacity(256);
-        sdp::write(
-            &sdp::Description {
-                address: local.ip(),
-                port: local.port(),
-                path: path.as_bytes(),
-                accept_types: &accept,
-                accept_wrapped_types: &wrapped,
-                max_size: Some(self.cfg.max_message_size.0),
-                setup: Setup::Actpass,
-                session_id: io.now_ms,
-            },
-            &mut body,
-        );
+        let (msrp_id, _, body) =
+            self.describe(local, &types_of(&m.types), Setup::Actpass, io.now_ms);
         let call_id = self.mint.call_id();
         let tag = self.mint.call_id();
         let branch = self.mint.branch();
@@ -380,6 +364,35 @@ impl Gateway {
         write_frames(&self.stats, conn, frames, io);
     }
 
+    /// A new MSRP session: its id, our `a=path` for it, and our SDP (an offer or an answer, by
+    /// `setup`) listing `types` as the `cpim` setting says.
+    fn describe(
+        &mut self,
+        local: std::net::SocketAddr,
+        types: &[&[u8]],
+        setup: Setup,
+        now_ms: u64,
+    ) -> (String, String, Vec<u8>) {
+        let msrp_id = self.mint.new_id();
+        let path = format!("msrp://{local}/{msrp_id};tcp");
+        let (accept, wrapped, _) = advertised(self.cfg.cpim, types);
+        let mut body = Vec::with_capacity(256);
+        sdp::write(
+            &sdp::Description {
+                address: local.ip(),
+                port: local.port(),
+                path: path.as_bytes(),
+                accept_types: &accept,
+                accept_wrapped_types: &wrapped,
+                max_size: Some(self.cfg.max_message_size.0),
+                setup,
+                session_id: now_ms,
+            },
+            &mut body,
+        );
+        (msrp_id, path, body)
+    }
+
     // ----- msrp_answer -----
 
     /// An MSRP user's INVITE for the session `a.key`: our 200 with an SDP answer (the
@@ -437,27 +450,13 @@ impl Gateway {
             // goes, and its messages with it (only now that the new one can be made).
             self.end(&key, Ending::new("replaced", 480), io);
         }
-        let msrp_id = self.mint.new_id();
-        let path = format!("msrp://{local}/{msrp_id};tcp");
-        let (accept, wrapped, takes) = advertised(self.cfg.cpim, &ours);
-        let mut body = Vec::with_capacity(256);
-        sdp::write(
-            &sdp::Description {
-                address: local.ip(),
-                port: local.port(),
-                path: path.as_bytes(),
-                accept_types: &accept,
-                accept_wrapped_types: &wrapped,
-                max_size: Some(self.cfg.max_message_size.0),
-                setup: if we_connect {
-                    Setup::Active
-                } else {
-                    Setup::Passive
-                },
-                session_id: io.now_ms,
-            },
-            &mut body,
-        );
+        let setup = if we_connect {
+            Setup::Active
+        } else {
+            Setup::Passive
+        };
+        let (msrp_id, path, body) = self.describe(local, &ours, setup, io.now_ms);
+        let (_, _, takes) = advertised(self.cfg.cpim, &ours);
         let contact_addr = self
             .net
             .sip
