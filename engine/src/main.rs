@@ -191,14 +191,21 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         // A peer may send a message as one chunk: the largest frame is the largest message
         // and a head.
         msrp_max_frame: c.gateway.max_message_size.bytes() as usize + (16 << 10),
+        msrp_bind_timeout: Duration::from_secs(c.gateway.setup_timeout),
+        msrp_idle_timeout: Duration::from_secs(
+            c.gateway.idle_timeout + c.gateway.msrp_transaction_timeout,
+        ),
+        max_connections: c.server.max_connections,
+        max_connections_per_shard: c.server.max_connections_per_shard,
     };
+    let max_connections = spec.max_connections;
     let shared = Arc::new(SharedState::new(
         loaded,
         Some(args.config.clone()),
         args.overrides,
     ));
     let stop = Arc::new(AtomicBool::new(false));
-    raise_open_files_limit();
+    raise_open_files_limit(max_connections);
     spawn_signal_thread(stop.clone(), shared.clone());
     let report = runtime::run(spec, shared, stop, |listen, msrp, control| {
         let mut out = std::io::stdout().lock();
@@ -237,9 +244,9 @@ fn run_serve(args: ServeArgs) -> ExitCode {
 
 /// Raises the soft limit of open files to the hard limit: every TCP connection holds two
 /// descriptors (its reader and its writer), so the usual soft limit of 1,024 refused
-/// connections at about 500. Warns when even the hard limit is low.
+/// connections at about 500. Warns when even the hard limit is too low for `max_connections`.
 #[allow(unsafe_code)]
-fn raise_open_files_limit() {
+fn raise_open_files_limit(max_connections: u64) {
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -259,13 +266,15 @@ fn raise_open_files_limit() {
             r = raised;
         }
     }
-    const WANTED: libc::rlim_t = 65_536;
-    if r.rlim_cur < WANTED {
+    // Two per connection, and room for the sockets, io_uring rings and files of the shards.
+    let wanted = max_connections.saturating_mul(2).saturating_add(1024);
+    if r.rlim_cur < wanted {
         tracing::warn!(
-            "open files are limited to {} (hard limit): each TCP or MSRP connection takes two; \
-             raise it (ulimit -Hn, LimitNOFILE=) for more than about {} connections",
+            "open files are limited to {} (hard limit), under the {wanted} that max_connections \
+             = {max_connections} needs (two per TCP or MSRP connection): connections past about \
+             {} will fail; raise the limit (ulimit -Hn, LimitNOFILE=) or lower max_connections",
             r.rlim_cur,
-            r.rlim_cur / 2
+            r.rlim_cur.saturating_sub(1024) / 2
         );
     }
 }

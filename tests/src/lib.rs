@@ -357,6 +357,86 @@ impl UdpClient {
     }
 }
 
+/// A SIP client on one TCP connection to 127.0.0.1.
+pub struct TcpClient {
+    /// The connection.
+    pub s: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl TcpClient {
+    /// A connection to `addr`; reads wait 10 s at most.
+    pub fn connect(addr: std::net::SocketAddr) -> TcpClient {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        TcpClient { s, buf: Vec::new() }
+    }
+
+    /// `TCP 127.0.0.1:PORT` for a Via header.
+    pub fn via(&self) -> String {
+        format!("TCP {}", self.s.local_addr().unwrap())
+    }
+
+    /// Sends a request built by [`request`].
+    pub fn send(&mut self, method: &str, cid: &str, cseq: u32, extra: &str) {
+        use std::io::Write;
+        let m = request(method, cid, cseq, &self.via(), extra, "hello over tcp");
+        self.s.write_all(&m).unwrap();
+    }
+
+    /// The next response on the connection, or `None` when the server closed it (or reset it).
+    pub fn recv(&mut self) -> Option<Response> {
+        use sipshard_parser::sip::{self, FrameOptions, Framed};
+        use std::io::Read;
+        loop {
+            match sip::frame(&self.buf, &FrameOptions::default()).unwrap() {
+                Status::Complete(Framed::Message { len, .. }) => {
+                    let r = Response::parse(&self.buf[..len]);
+                    self.buf.drain(..len);
+                    return Some(r);
+                }
+                Status::Complete(Framed::Keepalive(k)) => {
+                    self.buf.drain(..k);
+                }
+                Status::Partial => {
+                    let mut chunk = [0u8; 4096];
+                    let n = match self.s.read(&mut chunk) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+                        Err(e) => panic!("no response within 10 s: {e}"),
+                    };
+                    if n == 0 {
+                        return None;
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        }
+    }
+}
+
+/// How many files process `pid` has open.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Polls `f` every 50 ms until it holds, for at most `secs` seconds; whether it held.
+pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Sums a Prometheus metric over its label sets.
 pub fn metric_sum(text: &str, name: &str) -> u64 {
     text.lines()

@@ -471,3 +471,56 @@ fn a_request_uri_naming_a_host_is_resolved_by_the_system_resolver() {
     assert_eq!(p.bob_msrp.recv_message(WAIT).unwrap().body, b"by name");
     srv.stop();
 }
+
+/// Connections to the MSRP port that never send a frame are closed after `setup_timeout`
+/// (no session could be waiting for them by then), and past `max_connections` at once: a
+/// peer cannot hold the gateway's descriptors.
+#[test]
+fn msrp_connections_that_never_bind_are_closed() {
+    use std::io::Read;
+    let text = std::fs::read_to_string(example()).unwrap();
+    let p = std::env::temp_dir().join(format!("sipshard-gw-bind-{}.toml", std::process::id()));
+    std::fs::write(
+        &p,
+        text.replace("[gateway]\n", "[gateway]\nsetup_timeout = 1\n"),
+    )
+    .unwrap();
+    let srv = Server::start(
+        &p,
+        &[
+            "--shards",
+            "2",
+            "--msrp-listen",
+            "127.0.0.1:0",
+            "--max-connections",
+            "4",
+        ],
+    );
+    let msrp = srv.msrp.unwrap();
+    let fds = sipshard_tests::open_fds(srv.pid());
+    let mut held: Vec<std::net::TcpStream> = (0..6)
+        .map(|_| std::net::TcpStream::connect(msrp).unwrap())
+        .collect();
+    // Every one ends: two at once (past the limit), four after a second of silence. A read
+    // waits 10 s at most, so a connection left open fails the test.
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = [0u8; 16];
+        match s.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("the connection is still open: {other:?}"),
+        }
+    }
+    drop(held);
+    let m = srv.metrics();
+    assert_eq!(
+        sipshard_tests::metric_sum(&m, "sipshard_connections_refused_total"),
+        2
+    );
+    assert!(sipshard_tests::wait_until(20, || {
+        sipshard_tests::open_fds(srv.pid()) <= fds
+            && sipshard_tests::metric_sum(&srv.metrics(), "sipshard_msrp_connections") == 0
+    }));
+    let _ = std::fs::remove_file(&p);
+}

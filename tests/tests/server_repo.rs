@@ -3,13 +3,10 @@
 //! over both shards, expiry, control and metrics agreeing with what was sent, bad input.
 
 use serde_json::json;
-use sipshard_parser::sip::{self, FrameOptions, Framed};
-use sipshard_parser::Status;
 use sipshard_tests::{
-    examples, metric_sum, rand_u64, request, vectors, Response, Server, UdpClient,
+    examples, metric_sum, rand_u64, request, vectors, Response, Server, TcpClient, UdpClient,
 };
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn siprepo(args: &[&str]) -> Server {
@@ -60,52 +57,6 @@ fn udp_park_pull_answers_the_original_sender() {
     assert_eq!(stats["stored"], 2);
     assert_eq!(stats["pulled"], 1);
     assert_eq!(stats["items"], 1);
-}
-
-struct TcpClient {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl TcpClient {
-    fn connect(addr: std::net::SocketAddr) -> TcpClient {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        TcpClient { s, buf: Vec::new() }
-    }
-
-    fn via(&self) -> String {
-        format!("TCP {}", self.s.local_addr().unwrap())
-    }
-
-    fn send(&mut self, method: &str, cid: &str, cseq: u32, extra: &str) {
-        let m = request(method, cid, cseq, &self.via(), extra, "hello over tcp");
-        self.s.write_all(&m).unwrap();
-    }
-
-    /// The next response on the connection, or `None` when the server closed it.
-    fn recv(&mut self) -> Option<Response> {
-        loop {
-            match sip::frame(&self.buf, &FrameOptions::default()).unwrap() {
-                Status::Complete(Framed::Message { len, .. }) => {
-                    let r = Response::parse(&self.buf[..len]);
-                    self.buf.drain(..len);
-                    return Some(r);
-                }
-                Status::Complete(Framed::Keepalive(k)) => {
-                    self.buf.drain(..k);
-                }
-                Status::Partial => {
-                    let mut chunk = [0u8; 4096];
-                    let n = self.s.read(&mut chunk).expect("no response within 10 s");
-                    if n == 0 {
-                        return None;
-                    }
-                    self.buf.extend_from_slice(&chunk[..n]);
-                }
-            }
-        }
-    }
 }
 
 #[test]

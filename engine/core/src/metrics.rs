@@ -59,6 +59,7 @@ counters! {
     tcp_connections: "open TCP connections (gauge)",
     tcp_framing_errors: "TCP connections closed for framing errors",
     tcp_message_timeouts: "TCP connections closed because a message did not arrive whole in time",
+    connections_refused: "TCP and MSRP connections closed at once: max_connections reached",
     gw_sessions: "gateway sessions on this shard now (gauge)",
     gw_queued: "gateway messages queued for a session being set up, now (gauge)",
     gw_sessions_created: "gateway sessions created",

@@ -40,7 +40,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::io::IntoRawFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tcp::{tcp_accept_loop, tcp_listener_from_fd};
@@ -94,6 +94,16 @@ pub struct RuntimeSpec {
     pub msrp: Vec<SocketAddr>,
     /// Largest MSRP frame read (head and chunk body).
     pub msrp_max_frame: usize,
+    /// Close an accepted MSRP connection that sends no frame this long after it opened: a
+    /// session it could bind would have failed its setup by then.
+    pub msrp_bind_timeout: Duration,
+    /// Close an MSRP connection nothing has come on for this long: every session on it has
+    /// ended its idle time by then (a live one gets at least its SENDs' responses).
+    pub msrp_idle_timeout: Duration,
+    /// Most accepted connections (SIP TCP and MSRP) open at once, all shards together.
+    pub max_connections: u64,
+    /// Most on one shard; 0: no bound of its own.
+    pub max_connections_per_shard: u64,
 }
 
 /// What the shards said when they stopped.
@@ -160,6 +170,7 @@ pub fn run(
     let stats: Vec<Arc<ShardStats>> = (0..nshards)
         .map(|_| Arc::new(ShardStats::default()))
         .collect();
+    let all_conns = Arc::new(AtomicU64::new(0));
     let mesh = MeshBuilder::full(nshards, MESH_CHANNEL_CAPACITY);
     let epoch = Instant::now();
     let mut first = Some(first);
@@ -214,6 +225,7 @@ pub fn run(
         let shared = shared.clone();
         let stop = stop.clone();
         let all_stats = stats.clone();
+        let all_conns = all_conns.clone();
         let ready_tx = ready_tx.clone();
         let listen = listen.clone();
         let h = builder
@@ -288,6 +300,8 @@ pub fn run(
                     groups,
                     armed: Cell::new(u64::MAX),
                     timer_bell,
+                    open_conns: Cell::new(0),
+                    all_conns: all_conns.clone(),
                 });
                 for (i, sock) in shard.udp.iter().enumerate() {
                     if let Some(sock) = sock {

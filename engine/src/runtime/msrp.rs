@@ -7,7 +7,7 @@
 //! driver accepts are numbered from `ACCEPTED_BASE` up, so the two never meet.
 
 use super::shard::{Caller, Shard};
-use super::tcp::ConnQueue;
+use super::tcp::{refuse, ConnQueue, ConnSlot};
 use glommio::channels::local_channel::{LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 use sipshard_core::gateway::bad_frame_response;
@@ -44,6 +44,10 @@ pub(super) async fn msrp_accept_loop(shard: Rc<Shard>, listener: TcpListener, lo
         if shard.stop.load(Ordering::Relaxed) {
             return;
         }
+        let Some(slot) = ConnSlot::take(&shard) else {
+            refuse(&shard, stream, local).await;
+            continue;
+        };
         let id = ACCEPTED_BASE | (shard.next_msrp.get() & !ACCEPTED_BASE);
         shard.next_msrp.set(shard.next_msrp.get().wrapping_add(1));
         let conn = MsrpConn {
@@ -52,8 +56,11 @@ pub(super) async fn msrp_accept_loop(shard: Rc<Shard>, listener: TcpListener, lo
         };
         let (queue, wake, room) = register(&shard, conn);
         let s = shard.clone();
-        glommio::spawn_local(async move { connection(s, conn, (queue, wake, room), stream).await })
-            .detach();
+        glommio::spawn_local(async move {
+            connection(s, conn, (queue, wake, room), stream).await;
+            drop(slot);
+        })
+        .detach();
     }
 }
 
@@ -122,12 +129,21 @@ async fn connection(shard: Rc<Shard>, conn: MsrpConn, writer: Writer, stream: Tc
         }
     };
     shard.stats.msrp_connections.fetch_add(1, Ordering::Relaxed);
+    // Connections we opened bind at once (our first SEND); one the far side opened must send
+    // a frame soon, or it is only holding a descriptor.
+    let mut wait = if conn.id & ACCEPTED_BASE != 0 {
+        shard.spec.msrp_bind_timeout
+    } else {
+        shard.spec.msrp_idle_timeout
+    };
     let writer = glommio::spawn_local(super::tcp::write_replies(queue.clone(), stream, wake, room));
     let limits = limits(&shard);
     let mut framer = Framer::new(limits);
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16384];
     'conn: loop {
+        let _ = reader.set_read_timeout(Some(wait));
+        wait = shard.spec.msrp_idle_timeout;
         let n = match reader.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,

@@ -18,7 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,9 @@ pub(super) struct Shard {
     /// earlier one.
     pub(super) armed: Cell<u64>,
     pub(super) timer_bell: LocalSender<()>,
+    /// Accepted connections open now: this shard's, and all shards' together.
+    pub(super) open_conns: Cell<u64>,
+    pub(super) all_conns: Arc<AtomicU64>,
 }
 
 impl Shard {

@@ -35,10 +35,69 @@ pub(super) async fn tcp_accept_loop(
         if shard.stop.load(Ordering::Relaxed) {
             return;
         }
+        let Some(slot) = ConnSlot::take(&shard) else {
+            refuse(&shard, stream, local).await;
+            continue;
+        };
         let s = shard.clone();
-        glommio::spawn_local(async move { tcp_connection(s, listen, local, stream).await })
-            .detach();
+        glommio::spawn_local(async move {
+            tcp_connection(s, listen, local, stream).await;
+            drop(slot);
+        })
+        .detach();
     }
+}
+
+/// A place among the accepted connections (`max_connections`, `max_connections_per_shard`),
+/// given back when the connection's task ends.
+pub(super) struct ConnSlot(Rc<Shard>);
+
+impl ConnSlot {
+    /// A place, or `None` when this shard or the whole server is at its limit.
+    pub(super) fn take(shard: &Rc<Shard>) -> Option<ConnSlot> {
+        let spec = &shard.spec;
+        if spec.max_connections_per_shard > 0
+            && shard.open_conns.get() >= spec.max_connections_per_shard
+        {
+            return None;
+        }
+        if shard.all_conns.fetch_add(1, Ordering::Relaxed) >= spec.max_connections {
+            shard.all_conns.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        shard.open_conns.set(shard.open_conns.get() + 1);
+        Some(ConnSlot(shard.clone()))
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.open_conns.set(self.0.open_conns.get() - 1);
+        self.0.all_conns.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Closes a connection past the limits at once: a flood of connections costs a descriptor
+/// for microseconds, and the connections already open keep theirs. Counted, and logged at
+/// powers of two so that a flood does not flood the log too.
+pub(super) async fn refuse(shard: &Shard, mut stream: TcpStream, local: SocketAddr) {
+    let n = shard
+        .stats
+        .connections_refused
+        .fetch_add(1, Ordering::Relaxed)
+        + 1;
+    if n.is_power_of_two() {
+        tracing::warn!(
+            "shard {}: connection to {local} refused: {} open here, {} in all \
+             (max_connections_per_shard {}, max_connections {}); {n} refused so far",
+            shard.id,
+            shard.open_conns.get(),
+            shard.all_conns.load(Ordering::Relaxed),
+            shard.spec.max_connections_per_shard,
+            shard.spec.max_connections,
+        );
+    }
+    let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
 }
 
 /// Most bytes of queued replies one TCP write gathers.

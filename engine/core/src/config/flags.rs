@@ -50,6 +50,13 @@ pub struct Overrides {
     /// Seconds a message may take to arrive whole over TCP. File: server.tcp_message_timeout_s.
     #[arg(long, value_name = "SECS")]
     pub tcp_message_timeout_s: Option<i64>,
+    /// Most TCP connections open at once, all shards. File: server.max_connections.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<i64>,
+    /// Most TCP connections open at once on one shard (0: no bound of its own). File:
+    /// server.max_connections_per_shard.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_shard: Option<i64>,
     /// Seconds before an idle TCP connection is closed. File: server.tcp_idle_timeout_s.
     #[arg(long, value_name = "SECS")]
     pub tcp_idle_timeout_s: Option<i64>,

@@ -90,6 +90,11 @@ pub struct ServerConfig {
     /// Seconds a SIP message may take to arrive whole over TCP from its first byte; a peer
     /// trickling a message (slowloris) is cut off then, whatever the idle timeout.
     pub tcp_message_timeout_s: u64,
+    /// Most TCP connections (SIP and MSRP, accepted by any shard) open at once; one past it is
+    /// closed at once and counted (`connections_refused`).
+    pub max_connections: u64,
+    /// Most of them on one shard; 0: only `max_connections` bounds a shard.
+    pub max_connections_per_shard: u64,
     /// Largest header section accepted on a TCP connection.
     pub tcp_max_head: ByteSize,
     /// Largest body accepted on a TCP connection.
@@ -300,6 +305,8 @@ pub mod defaults {
     pub const UDP_BATCH: u32 = 32;
     /// `[server] tcp_message_timeout_s`.
     pub const TCP_MESSAGE_TIMEOUT_S: u64 = 10;
+    /// `[server] max_connections`.
+    pub const MAX_CONNECTIONS: u64 = 16_384;
     /// `[server] tcp_idle_timeout_s`.
     pub const TCP_IDLE_TIMEOUT_S: u64 = 120;
     /// `[server] tcp_max_head`.

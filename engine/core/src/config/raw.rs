@@ -38,6 +38,8 @@ pub(crate) struct RawServer {
     pub task_queue_shares: Option<Spanned<OrderedShares>>,
     pub tcp_idle_timeout_s: Option<Int>,
     pub tcp_message_timeout_s: Option<Int>,
+    pub max_connections: Option<Int>,
+    pub max_connections_per_shard: Option<Int>,
     pub tcp_max_head: Option<Size>,
     pub tcp_max_body: Option<Size>,
     pub max_udp_payload: Option<Size>,

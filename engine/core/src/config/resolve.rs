@@ -303,6 +303,30 @@ impl Resolver<'_> {
                     " s",
                 )?
                 .unwrap_or(defaults::TCP_MESSAGE_TIMEOUT_S),
+            max_connections: self
+                .int(
+                    pick(
+                        f.max_connections,
+                        "max-connections",
+                        sv.max_connections.as_ref(),
+                    ),
+                    "max_connections",
+                    1..=10_000_000,
+                    "",
+                )?
+                .unwrap_or(defaults::MAX_CONNECTIONS),
+            max_connections_per_shard: self
+                .int(
+                    pick(
+                        f.max_connections_per_shard,
+                        "max-connections-per-shard",
+                        sv.max_connections_per_shard.as_ref(),
+                    ),
+                    "max_connections_per_shard",
+                    0..=10_000_000,
+                    "",
+                )?
+                .unwrap_or(0),
             tcp_max_head: self
                 .size(
                     pick(f.tcp_max_head, "tcp-max-head", sv.tcp_max_head.as_ref()),

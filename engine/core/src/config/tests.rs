@@ -65,6 +65,8 @@ fn defaults() {
     assert_eq!(c.server.spin_before_park_us, None);
     assert_eq!(c.server.io_memory, None);
     assert_eq!(c.server.tcp_idle_timeout_s, 120);
+    assert_eq!(c.server.max_connections, 16_384);
+    assert_eq!(c.server.max_connections_per_shard, 0);
     assert_eq!(c.server.tcp_max_head, ByteSize(32 * 1024));
     assert_eq!(c.server.tcp_max_body, ByteSize(1 << 20));
     assert_eq!(c.server.max_udp_payload, ByteSize(65_535));
