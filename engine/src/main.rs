@@ -35,6 +35,18 @@ enum Command {
         /// Control endpoint of the server.
         #[arg(long, default_value = "127.0.0.1:5080")]
         control: SocketAddr,
+        /// The server's control token (its [control] token_file), sent as a bearer token.
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "SIPSHARD_CONTROL_TOKEN",
+            hide_env_values = true,
+            conflicts_with = "token_file"
+        )]
+        token: Option<String>,
+        /// A file holding the token (a flag's value shows in `ps`; a file's does not).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<std::path::PathBuf>,
         /// The method, e.g. `repo.stats`.
         method: String,
         /// Parameters as key=value (numbers and true/false are typed).
@@ -89,14 +101,29 @@ fn main() -> ExitCode {
         } => run_parse(&files, Options { msrp, stream, json }),
         Command::Ctl {
             control,
+            token,
+            token_file,
             method,
             params,
-        } => run_ctl(control, &method, &params),
+        } => {
+            let token = match (token, token_file) {
+                (Some(t), _) => Some(t),
+                (None, Some(f)) => match std::fs::read_to_string(&f) {
+                    Ok(t) => Some(t.trim().to_string()),
+                    Err(e) => {
+                        eprintln!("sipshard ctl: cannot read {}: {e}", f.display());
+                        return ExitCode::from(2);
+                    }
+                },
+                (None, None) => None,
+            };
+            run_ctl(control, token.as_deref(), &method, &params)
+        }
         Command::Serve(args) => run_serve(*args),
     }
 }
 
-fn run_ctl(control: SocketAddr, method: &str, params: &[String]) -> ExitCode {
+fn run_ctl(control: SocketAddr, token: Option<&str>, method: &str, params: &[String]) -> ExitCode {
     let params = match sipshard::control::params_from_args(params) {
         Ok(p) => p,
         Err(e) => {
@@ -104,7 +131,7 @@ fn run_ctl(control: SocketAddr, method: &str, params: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match sipshard::control::call(control, method, params) {
+    match sipshard::control::call(control, token, method, params) {
         Ok(v) => {
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             ExitCode::SUCCESS
@@ -165,6 +192,10 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             })
             .collect(),
         control: c.control.enabled.then_some(c.control.listen),
+        control_access: sipshard::control::Access {
+            token: c.control.token.clone(),
+            metrics_open: c.control.metrics_open,
+        },
         tcp: FrameOptions {
             max_head: c.server.tcp_max_head.bytes() as usize,
             max_body: c.server.tcp_max_body.bytes() as usize,
@@ -195,17 +226,18 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         msrp_idle_timeout: Duration::from_secs(
             c.gateway.idle_timeout + c.gateway.msrp_transaction_timeout,
         ),
-        max_connections: c.server.max_connections,
+        // Set below, once the open-files limit is known.
+        max_connections: 0,
         max_connections_per_shard: c.server.max_connections_per_shard,
     };
-    let max_connections = spec.max_connections;
+    let mut spec = spec;
+    spec.max_connections = open_files_for(c.server.max_connections);
     let shared = Arc::new(SharedState::new(
         loaded,
         Some(args.config.clone()),
         args.overrides,
     ));
     let stop = Arc::new(AtomicBool::new(false));
-    raise_open_files_limit(max_connections);
     spawn_signal_thread(stop.clone(), shared.clone());
     let report = runtime::run(spec, shared, stop, |listen, msrp, control| {
         let mut out = std::io::stdout().lock();
@@ -242,18 +274,21 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Raises the soft limit of open files to the hard limit: every TCP connection holds two
-/// descriptors (its reader and its writer), so the usual soft limit of 1,024 refused
-/// connections at about 500. Warns when even the hard limit is too low for `max_connections`.
+/// Raises the soft limit of open files to the hard limit and returns the connection limit to
+/// use: every TCP connection holds two descriptors (its reader and its writer), so the usual
+/// soft limit of 1,024 refused connections at about 500. Unset, `max_connections` is what the
+/// limit allows (up to the default); set, it is kept, with a warning when the limit is too low
+/// for it.
 #[allow(unsafe_code)]
-fn raise_open_files_limit(max_connections: u64) {
+fn open_files_for(max_connections: Option<u64>) -> u64 {
+    let fallback = max_connections.unwrap_or(config::defaults::MAX_CONNECTIONS);
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct we own; RLIMIT_NOFILE is a valid resource.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
-        return;
+        return fallback;
     }
     if r.rlim_cur < r.rlim_max {
         let raised = libc::rlimit {
@@ -267,15 +302,28 @@ fn raise_open_files_limit(max_connections: u64) {
         }
     }
     // Two per connection, and room for the sockets, io_uring rings and files of the shards.
-    let wanted = max_connections.saturating_mul(2).saturating_add(1024);
-    if r.rlim_cur < wanted {
-        tracing::warn!(
-            "open files are limited to {} (hard limit), under the {wanted} that max_connections \
-             = {max_connections} needs (two per TCP or MSRP connection): connections past about \
-             {} will fail; raise the limit (ulimit -Hn, LimitNOFILE=) or lower max_connections",
-            r.rlim_cur,
-            r.rlim_cur.saturating_sub(1024) / 2
-        );
+    let room = r.rlim_cur.saturating_sub(1024) / 2;
+    match max_connections {
+        Some(n) if n > room => {
+            tracing::warn!(
+                "open files are limited to {} (hard limit), under the {} that max_connections \
+                 = {n} needs (two per TCP or MSRP connection): connections past about {room} \
+                 will fail; raise the limit (ulimit -Hn, LimitNOFILE=) or lower max_connections",
+                r.rlim_cur,
+                n.saturating_mul(2).saturating_add(1024)
+            );
+            n
+        }
+        Some(n) => n,
+        None if room < fallback => {
+            tracing::info!(
+                "max_connections is {room}: what the open-files limit of {} allows (raise it \
+                 with ulimit -Hn or LimitNOFILE= for up to {fallback})",
+                r.rlim_cur
+            );
+            room.max(1)
+        }
+        None => fallback,
     }
 }
 

@@ -61,23 +61,23 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `sipshard serve -c CONFIG --port 0 --control 127.0.0.1:0 ARGS...` and waits for
-    /// it to say it is ready.
+    /// Starts `sipshard serve -c CONFIG --port 0 --control 127.0.0.1:0 ARGS...` (no
+    /// `--control` of its own when ARGS has one) and waits for it to say it is ready.
     pub fn start(config: &std::path::Path, args: &[&str]) -> Server {
         use std::io::BufRead;
+        let control: &[&str] = if args.contains(&"--control") {
+            &[]
+        } else {
+            &["--control", "127.0.0.1:0"]
+        };
         let mut child = command("sipshard")
             .arg("serve")
             .arg("-c")
             .arg(config)
-            .args([
-                "--port",
-                "0",
-                "--control",
-                "127.0.0.1:0",
-                "--log-level",
-                "warn",
-            ])
+            .args(["--port", "0", "--log-level", "warn"])
+            .args(control)
             .args(args)
+            .env_remove("SIPSHARD_CONTROL_TOKEN")
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start sipshard");
@@ -173,21 +173,37 @@ impl Drop for Server {
 
 /// A one-shot HTTP/1.1 request; returns the body.
 pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> String {
+    http_full(addr, method, path, "", body).2
+}
+
+/// A one-shot HTTP/1.1 request with extra header lines (each ending in CRLF); returns the
+/// status, the head and the body.
+pub fn http_full(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
 }
 
 /// The example configs folder.

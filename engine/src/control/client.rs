@@ -34,15 +34,22 @@ pub enum CtlError {
     },
 }
 
-/// Calls `method` with `params` on the control endpoint at `addr` and returns the result.
-pub fn call(addr: SocketAddr, method: &str, params: Value) -> Result<Value, CtlError> {
+/// Calls `method` with `params` on the control endpoint at `addr` (sending `token` as a
+/// bearer token, if any) and returns the result.
+pub fn call(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    params: Value,
+) -> Result<Value, CtlError> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|source| CtlError::Connect { addr, source })?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST / HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut raw = Vec::new();

@@ -35,8 +35,50 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
+/// Who may call: with a token, every request must carry `Authorization: Bearer TOKEN`
+/// (`GET /metrics` too, unless `metrics_open`).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The token, if one is set.
+    pub token: Option<String>,
+    /// Whether `GET /metrics` is served without it.
+    pub metrics_open: bool,
+}
+
+impl Access {
+    /// Whether a request for `path` with these headers may go on.
+    fn allows(&self, path: &str, headers: &[httparse::Header<'_>]) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        if self.metrics_open && path == "/metrics" {
+            return true;
+        }
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("authorization"))
+            .filter_map(|h| std::str::from_utf8(h.value).ok())
+            .filter_map(|v| {
+                let (scheme, cred) = v.trim().split_once(' ')?;
+                // RFC 6750 §2.1: the scheme name is case-insensitive.
+                scheme.eq_ignore_ascii_case("bearer").then_some(cred.trim())
+            })
+            .any(|cred| same(cred.as_bytes(), token.as_bytes()))
+    }
+}
+
+/// Compares in time that depends on the lengths only, so that answers do not time how much
+/// of a guessed token was right.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// How long a caller may take to send its whole request: a connection that trickles one in
+/// is not left holding a task.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Accepts connections until the listener fails, serving each in its own task.
-pub async fn serve(listener: TcpListener, handler: Rc<dyn Handler>) {
+pub async fn serve(listener: TcpListener, handler: Rc<dyn Handler>, access: Rc<Access>) {
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -46,8 +88,9 @@ pub async fn serve(listener: TcpListener, handler: Rc<dyn Handler>) {
             }
         };
         let h = handler.clone();
+        let access = access.clone();
         glommio::spawn_local(async move {
-            if let Err(e) = serve_one(stream, h).await {
+            if let Err(e) = serve_one(stream, h, &access).await {
                 tracing::debug!("control: connection error: {e}");
             }
         })
@@ -55,10 +98,20 @@ pub async fn serve(listener: TcpListener, handler: Rc<dyn Handler>) {
     }
 }
 
-async fn serve_one(mut stream: TcpStream, handler: Rc<dyn Handler>) -> std::io::Result<()> {
+async fn serve_one(
+    mut stream: TcpStream,
+    handler: Rc<dyn Handler>,
+    access: &Access,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
+    let started = std::time::Instant::now();
     let (method, path, body) = loop {
+        let left = REQUEST_TIMEOUT.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Ok(());
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
             return Ok(());
@@ -85,6 +138,18 @@ async fn serve_one(mut stream: TcpStream, handler: Rc<dyn Handler>) -> std::io::
                     .unwrap_or(0);
                 if len > MAX_REQUEST {
                     return write(&mut stream, &text(413, "request too large\n")).await;
+                }
+                let path = req.path.unwrap_or("");
+                if !access.allows(path, req.headers) {
+                    return write(
+                        &mut stream,
+                        &text(
+                            401,
+                            "unauthorized: send Authorization: Bearer TOKEN (sipshard ctl \
+                             --token, or SIPSHARD_CONTROL_TOKEN)\n",
+                        ),
+                    )
+                    .await;
                 }
                 if buf.len() >= head + len {
                     let m = req.method.unwrap_or("").to_string();
@@ -128,13 +193,20 @@ async fn write(stream: &mut TcpStream, r: &HttpResponse) -> std::io::Result<()> 
     let reason = match r.status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Payload Too Large",
         _ => "Error",
     };
+    // RFC 6750 §3: a 401 names the scheme the caller should use.
+    let challenge = if r.status == 401 {
+        "WWW-Authenticate: Bearer realm=\"sipshard\"\r\n"
+    } else {
+        ""
+    };
     let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\n{challenge}Content-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         r.status,
         reason,
         r.content_type,

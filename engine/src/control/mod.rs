@@ -9,4 +9,4 @@ mod client;
 mod http;
 
 pub use client::{call, params_from_args, CtlError};
-pub use http::{serve, Handler, HttpResponse, LocalFuture, RpcError};
+pub use http::{serve, Access, Handler, HttpResponse, LocalFuture, RpcError};

@@ -78,6 +78,8 @@ pub struct RuntimeSpec {
     pub shards: Vec<ShardTuning>,
     /// The control endpoint, if enabled.
     pub control: Option<SocketAddr>,
+    /// Who may call it.
+    pub control_access: crate::control::Access,
     /// SIP over TCP limits.
     pub tcp: FrameOptions,
     /// Close a TCP connection idle this long.
@@ -342,7 +344,8 @@ pub fn run(
                         shard: shard.clone(),
                         all_stats: all_stats.clone(),
                     });
-                    glommio::spawn_local(crate::control::serve(l, handler)).detach();
+                    let access = Rc::new(spec.control_access.clone());
+                    glommio::spawn_local(crate::control::serve(l, handler, access)).detach();
                 }
                 let _ = ready_tx.send(Ok(()));
                 // Run until asked to stop (the flag is set by the signal thread, which cannot

@@ -87,8 +87,11 @@ pub(super) async fn refuse(shard: &Shard, mut stream: TcpStream, local: SocketAd
         .fetch_add(1, Ordering::Relaxed)
         + 1;
     if n.is_power_of_two() {
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "?".to_string(), |p| p.to_string());
         tracing::warn!(
-            "shard {}: connection to {local} refused: {} open here, {} in all \
+            "shard {}: connection from {peer} to {local} refused: {} open here, {} in all \
              (max_connections_per_shard {}, max_connections {}); {n} refused so far",
             shard.id,
             shard.open_conns.get(),

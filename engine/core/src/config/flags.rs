@@ -90,6 +90,15 @@ pub struct Overrides {
     /// Control endpoint address (JSON-RPC and metrics); enables it. File: control.listen.
     #[arg(long, value_name = "IP:PORT", conflicts_with = "no_control")]
     pub control: Option<SocketAddr>,
+    /// The token control callers must send as `Authorization: Bearer TOKEN` (prefer the
+    /// environment variable or the file: a flag shows in `ps`). File: control.token_file.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SIPSHARD_CONTROL_TOKEN",
+        hide_env_values = true
+    )]
+    pub control_token: Option<String>,
     /// Disable the control endpoint. File: control.enabled = false.
     #[arg(long)]
     pub no_control: bool,

@@ -91,8 +91,10 @@ pub struct ServerConfig {
     /// trickling a message (slowloris) is cut off then, whatever the idle timeout.
     pub tcp_message_timeout_s: u64,
     /// Most TCP connections (SIP and MSRP, accepted by any shard) open at once; one past it is
-    /// closed at once and counted (`connections_refused`).
-    pub max_connections: u64,
+    /// closed at once and counted (`connections_refused`). `None`: as many as the open-files
+    /// limit allows, at most [`defaults::MAX_CONNECTIONS`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u64>,
     /// Most of them on one shard; 0: only `max_connections` bounds a shard.
     pub max_connections_per_shard: u64,
     /// Largest header section accepted on a TCP connection.
@@ -217,6 +219,16 @@ pub struct ControlConfig {
     pub listen: SocketAddr,
     /// Whether it runs at all.
     pub enabled: bool,
+    /// A file holding the token callers must send (`Authorization: Bearer TOKEN`); required
+    /// when `listen` is not a loopback address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    /// The token itself (from `token_file`, `--control-token` or `SIPSHARD_CONTROL_TOKEN`);
+    /// never printed.
+    #[serde(skip)]
+    pub token: Option<String>,
+    /// Whether `GET /metrics` is served without the token (when there is one).
+    pub metrics_open: bool,
 }
 
 /// `[log]`.
@@ -305,7 +317,7 @@ pub mod defaults {
     pub const UDP_BATCH: u32 = 32;
     /// `[server] tcp_message_timeout_s`.
     pub const TCP_MESSAGE_TIMEOUT_S: u64 = 10;
-    /// `[server] max_connections`.
+    /// `[server] max_connections` when unset, if the open-files limit allows it.
     pub const MAX_CONNECTIONS: u64 = 16_384;
     /// `[server] tcp_idle_timeout_s`.
     pub const TCP_IDLE_TIMEOUT_S: u64 = 120;

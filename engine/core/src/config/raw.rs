@@ -74,6 +74,8 @@ pub(crate) struct RawRepo {
 pub(crate) struct RawControl {
     pub listen: Option<Spanned<SocketAddr>>,
     pub enabled: Option<bool>,
+    pub token_file: Option<Str>,
+    pub metrics_open: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

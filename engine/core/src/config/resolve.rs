@@ -303,18 +303,16 @@ impl Resolver<'_> {
                     " s",
                 )?
                 .unwrap_or(defaults::TCP_MESSAGE_TIMEOUT_S),
-            max_connections: self
-                .int(
-                    pick(
-                        f.max_connections,
-                        "max-connections",
-                        sv.max_connections.as_ref(),
-                    ),
-                    "max_connections",
-                    1..=10_000_000,
-                    "",
-                )?
-                .unwrap_or(defaults::MAX_CONNECTIONS),
+            max_connections: self.int(
+                pick(
+                    f.max_connections,
+                    "max-connections",
+                    sv.max_connections.as_ref(),
+                ),
+                "max_connections",
+                1..=10_000_000,
+                "",
+            )?,
             max_connections_per_shard: self
                 .int(
                     pick(
@@ -428,10 +426,30 @@ impl Resolver<'_> {
 
         let empty_control = raw::RawControl::default();
         let ct = raw.control.as_ref().unwrap_or(&empty_control);
+        let listen_at = pick(f.control, "control", ct.listen.as_ref());
+        let token_file = ct.token_file.as_ref().map(|t| t.get_ref().clone());
+        let token = match (&f.control_token, &ct.token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(p)) => {
+                let at = At::File(p.span());
+                match std::fs::read_to_string(p.get_ref()) {
+                    Ok(t) => Some(t.trim().to_string()),
+                    Err(e) => return self.err(&at, "token_file", format!("cannot be read: {e}")),
+                }
+            }
+            (None, None) => None,
+        };
+        if token.as_deref() == Some("") {
+            let at = match &ct.token_file {
+                Some(p) if f.control_token.is_none() => At::File(p.span()),
+                _ => At::Flag("--control-token".into()),
+            };
+            return self.err(&at, "token_file", "holds an empty token".into());
+        }
         let control = ControlConfig {
-            listen: f
-                .control
-                .or(ct.listen.as_ref().map(|l| *l.get_ref()))
+            listen: listen_at
+                .as_ref()
+                .map(|(a, _)| *a)
                 .unwrap_or_else(|| defaults::CONTROL_LISTEN.parse().expect("default control")),
             enabled: if f.no_control {
                 false
@@ -440,7 +458,24 @@ impl Resolver<'_> {
             } else {
                 ct.enabled.unwrap_or(true)
             },
+            token_file,
+            token,
+            metrics_open: ct.metrics_open.unwrap_or(false),
         };
+        if control.enabled && !control.listen.ip().is_loopback() && control.token.is_none() {
+            let at = listen_at.map_or(At::Flag("--control".into()), |(_, at)| at);
+            return self.err(
+                &at,
+                "listen",
+                format!(
+                    "{} is not a loopback address, and without a token anyone who reaches it \
+                     could read and change this server: set [control] token_file (or \
+                     SIPSHARD_CONTROL_TOKEN) so that callers must send \
+                     `Authorization: Bearer TOKEN`",
+                    control.listen
+                ),
+            );
+        }
 
         let log = LogConfig {
             level: f

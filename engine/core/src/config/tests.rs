@@ -65,7 +65,7 @@ fn defaults() {
     assert_eq!(c.server.spin_before_park_us, None);
     assert_eq!(c.server.io_memory, None);
     assert_eq!(c.server.tcp_idle_timeout_s, 120);
-    assert_eq!(c.server.max_connections, 16_384);
+    assert_eq!(c.server.max_connections, None);
     assert_eq!(c.server.max_connections_per_shard, 0);
     assert_eq!(c.server.tcp_max_head, ByteSize(32 * 1024));
     assert_eq!(c.server.tcp_max_body, ByteSize(1 << 20));
@@ -604,4 +604,50 @@ fn listen_addresses_are_bounded() {
             .len(),
         64
     );
+}
+
+#[test]
+fn a_control_endpoint_off_loopback_needs_a_token() {
+    let e = err("[control]\nlisten = \"192.0.2.7:5080\"\n");
+    assert!(e.starts_with("2:"), "{e}");
+    assert!(
+        e.contains("not a loopback address") && e.contains("token_file"),
+        "{e}"
+    );
+    let e = err_with("", &["--control", "[2001:db8::1]:5080"]);
+    assert!(e.contains("--control"), "{e}");
+    // A token, from the flag (or its environment variable), lets it start.
+    let c = cfg_with(
+        "",
+        &["--control", "192.0.2.7:5080", "--control-token", "t0k"],
+    );
+    assert_eq!(c.control.token.as_deref(), Some("t0k"));
+    // Loopback, or the endpoint off, needs none.
+    assert_eq!(
+        cfg("[control]\nlisten = \"[::1]:5080\"\n").control.token,
+        None
+    );
+    cfg("[control]\nlisten = \"192.0.2.7:5080\"\nenabled = false\n");
+}
+
+#[test]
+fn the_control_token_file_is_read_and_never_printed() {
+    let dir = std::env::temp_dir().join(format!("sipshard-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "  abc123\n").unwrap();
+    let src = format!("[control]\ntoken_file = \"{}\"\n", file.display());
+    let c = cfg(&src);
+    assert_eq!(c.control.token.as_deref(), Some("abc123"));
+    let printed = c.to_toml_string();
+    assert!(
+        printed.contains("token_file") && !printed.contains("abc123"),
+        "{printed}"
+    );
+    std::fs::write(&file, "\n").unwrap();
+    assert!(err(&src).contains("holds an empty token"));
+    std::fs::remove_file(&file).unwrap();
+    let e = err(&src);
+    assert!(e.starts_with("2:") && e.contains("cannot be read"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
