@@ -332,20 +332,53 @@ fn rfc4475_vectors_over_udp_get_the_rfc_answers() {
 }
 
 #[test]
-fn sigterm_reports_items_still_stored() {
+fn sigterm_answers_every_parked_caller_on_both_shards_over_udp_and_tcp() {
     let srv = siprepo(&["--shards", "2"]);
-    let c = UdpClient::new(srv.udp);
-    for i in 0..3 {
-        c.send_request("MESSAGE", &format!("left-{i}-{:x}", rand_u64()), 1, "");
-        assert_eq!(c.recv().code, 202);
+    let udp = UdpClient::new(srv.udp);
+    let mut tcp: Vec<TcpClient> = (0..4)
+        .map(|_| TcpClient::connect(srv.tcp.unwrap()))
+        .collect();
+    let mut parked = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let cid = format!("left-udp-{i}-{:x}", rand_u64());
+        udp.send_request("MESSAGE", &cid, 1, "");
+        assert_eq!(udp.recv().code, 202);
+        parked.insert(cid);
+        let cid = format!("left-tcp-{i}-{:x}", rand_u64());
+        let c = &mut tcp[i % 4];
+        c.send("MESSAGE", &cid, 1, "");
+        assert_eq!(c.recv().unwrap().code, 202);
+        parked.insert(cid);
     }
+    let stats = srv.ctl("repo.stats", json!({}));
+    let per_shard: Vec<u64> = stats["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["items"].as_u64().unwrap())
+        .collect();
+    assert!(
+        per_shard.iter().all(|&n| n > 0),
+        "items on both shards: {per_shard:?}"
+    );
     let out = srv.stop();
-    assert!(out.contains("3 items were still stored"), "{out}");
-    // Each parked caller was answered before the server stopped (`repo:shutdown`).
-    for _ in 0..3 {
-        let r = c.recv();
-        assert_eq!(r.code, 503);
+    assert!(out.contains("40 items were still stored"), "{out}");
+    // Each parked caller got exactly one answer before the server stopped (`repo:shutdown`:
+    // 503 with Retry-After), on the transport it parked over.
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let r = udp.recv();
+        assert_eq!((r.code, r.header("Retry-After")), (503, Some("5")));
+        assert!(answered.insert(r.call_id), "answered twice");
     }
+    for c in &mut tcp {
+        while let Some(r) = c.recv() {
+            assert_eq!((r.code, r.header("Retry-After")), (503, Some("5")));
+            assert!(answered.insert(r.call_id), "answered twice");
+        }
+    }
+    assert_eq!(answered, parked);
+    assert!(udp.try_recv(Duration::from_millis(200)).is_none());
 }
 
 #[test]

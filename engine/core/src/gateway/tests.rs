@@ -881,3 +881,32 @@ Call-ID: opt-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
         .sum();
     assert_eq!(txs, 0);
 }
+
+#[test]
+fn shutdown_ends_every_session_with_bye_and_answers_what_is_held() {
+    let mut h = Harness::new(2, CONFIG).unwrap();
+    // One session up, one whose INVITE is unanswered, and a sync MESSAGE held on the first.
+    let (conn, _) = set_up(&mut h, "sd1", "X-Sync: 1\r\n");
+    let to_carol = String::from_utf8(message("sd2", "never set up", "X-Sync: 1\r\n"))
+        .unwrap()
+        .replace("To: <sip:bob@", "To: <sip:carol@");
+    h.datagram(0, addr(ALICE), to_carol.as_bytes());
+    assert_eq!(find(&h.take_sent(), "INVITE").len(), 1);
+    assert_eq!(h.shutdown(), 0, "no parked items");
+    let sent = h.take_sent();
+    assert_eq!(find(&sent, "BYE").len(), 1, "the dialog ends: {sent:#?}");
+    // Both held MESSAGEs are answered: 503 for the one still queued (never sent on), and
+    // for the one out on MSRP what its session's loss maps to (480), as when ended by hand.
+    let mut codes: Vec<u16> = sent.iter().filter_map(Sent::status).collect();
+    codes.sort();
+    assert_eq!(codes, [480, 503]);
+    assert!(sent
+        .iter()
+        .filter(|s| s.status().is_some())
+        .all(|s| s.peer() == addr(ALICE)));
+    assert_eq!(h.take_msrp_closes(), vec![conn]);
+    assert_eq!(
+        h.core(0).gateway_sessions() + h.core(1).gateway_sessions(),
+        0
+    );
+}

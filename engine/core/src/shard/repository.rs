@@ -345,7 +345,6 @@ impl ShardCore {
         }
     }
 
-    /// Expires what is due and runs `repo:expired` on each item.
     /// The server is stopping: every parked item goes through `repo:shutdown` (or, without
     /// it, `repo:expired`) so its caller is answered instead of left waiting. Returns how many.
     pub fn on_shutdown(&mut self, now_ms: u64, outs: &mut Vec<Out>) -> usize {
@@ -358,10 +357,14 @@ impl ShardCore {
                 }
             }
             core.drain_effects(cx, outs);
+            // Gateway sessions end as if ended by hand: BYE (or CANCEL) to the SIP side,
+            // messages still held answered 503 or reported through gw:delivery_failed.
+            core.with_gw(cx, outs, |gw, io| gw.end_all(io));
             items.len()
         })
     }
 
+    /// Expires what is due and runs `repo:expired` on each item.
     pub(super) fn expire_items(&mut self, cx: Cx<'_>, outs: &mut Vec<Out>) {
         let mut expired = self.repo.expire(cx.now_ms);
         if let Some(route) = cx.loaded.program.repo_expired() {

@@ -68,6 +68,16 @@ impl Gateway {
         true
     }
 
+    /// Ends every session here (the server is stopping): cause `shutdown`, 503 for what
+    /// they still held.
+    pub fn end_all(&mut self, io: &mut Io<'_>) {
+        let mut keys: Vec<Key> = self.sessions.keys().cloned().collect();
+        keys.sort();
+        for key in &keys {
+            self.end(key, Ending::new("shutdown", 503), io);
+        }
+    }
+
     /// `gw.stats` on this shard.
     pub fn stats_json(&self) -> Value {
         let queued: usize = self.sessions.values().map(|s| s.queue.len()).sum();
