@@ -119,6 +119,8 @@ const QUEUE_HARD_LIMIT: usize = 4 * 1024 * 1024;
 pub(super) struct ConnQueue {
     replies: RefCell<VecDeque<Vec<u8>>>,
     bytes: Cell<usize>,
+    /// Writes queued so far (replies, pongs), for [`linger`].
+    pushed: Cell<u64>,
     closed: Cell<bool>,
     wake_writer: LocalSender<()>,
     room: LocalReceiver<()>,
@@ -132,6 +134,7 @@ impl ConnQueue {
         let q = Rc::new(ConnQueue {
             replies: RefCell::new(VecDeque::new()),
             bytes: Cell::new(0),
+            pushed: Cell::new(0),
             closed: Cell::new(false),
             wake_writer,
             room,
@@ -150,6 +153,7 @@ impl ConnQueue {
         if self.closed.get() || self.bytes.get() + bytes.len() > QUEUE_HARD_LIMIT {
             return false;
         }
+        self.pushed.set(self.pushed.get() + 1);
         self.bytes.set(self.bytes.get() + bytes.len());
         self.replies.borrow_mut().push_back(bytes);
         let _ = self.wake_writer.try_send(());
@@ -320,6 +324,8 @@ async fn serve(
     // When the first byte of the message now arriving came: it must be whole within
     // `tcp_message_timeout`, however slowly its bytes trickle in.
     let mut started: Option<Instant> = None;
+    // Requests read, and whether the peer closed its side (it may still read our answers).
+    let (mut requests, mut peer_closed) = (0u64, false);
     'conn: loop {
         let wait = match started {
             None => shard.spec.tcp_idle,
@@ -336,7 +342,10 @@ async fn serve(
         };
         let _ = reader.set_read_timeout(Some(wait));
         let n = match reader.read(&mut chunk).await {
-            Ok(0) => break,
+            Ok(0) => {
+                peer_closed = true;
+                break;
+            }
             Ok(n) => n,
             Err(_) => {
                 if started.is_some() {
@@ -362,6 +371,7 @@ async fn serve(
                 Ok(Status::Complete(Framed::Keepalive(k))) => {
                     // RFC 5626 §4.4.1: a double-CRLF ping is answered with a CRLF pong.
                     if k >= 4 {
+                        requests += 1;
                         shard.write_local(conn, b"\r\n".to_vec(), true).await;
                     }
                     buf.drain(..k);
@@ -383,6 +393,9 @@ async fn serve(
                         conn: Some(conn),
                         received_ms: shard.now_ms(),
                     };
+                    if !msg.starts_with(b"SIP/") {
+                        requests += 1;
+                    }
                     shard.received(msg, rx).await;
                 }
                 Err(e) => {
@@ -401,11 +414,28 @@ async fn serve(
             started = Some(Instant::now());
         }
     }
+    if peer_closed {
+        linger(&queue, requests).await;
+    }
     // The writer ends once it has written what is queued.
     shard.conns.borrow_mut().remove(&(listen, peer));
     queue.close();
     shard.stats.tcp_connections.fetch_sub(1, Ordering::Relaxed);
     writer.await;
+}
+
+/// Longest a connection stays open for answers after its peer closed its side.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// The peer closed its side after `requests` requests: a request whose answer comes from
+/// another shard (its Call-ID's owner) is still on its way, and a half-closed peer still reads.
+/// So the connection stays until every request has had a write queued, or for `LINGER` (some
+/// requests, like ACK, are never answered).
+async fn linger(queue: &ConnQueue, requests: u64) {
+    let until = Instant::now() + LINGER;
+    while queue.pushed.get() < requests && !queue.is_closed() && Instant::now() < until {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// A second glommio stream on a duplicate of `stream`'s descriptor, used for reading.
@@ -436,6 +466,7 @@ mod tests {
         let q = ConnQueue {
             replies: RefCell::new(VecDeque::new()),
             bytes: Cell::new(0),
+            pushed: Cell::new(0),
             closed: Cell::new(false),
             wake_writer,
             room,

@@ -39,6 +39,7 @@ use crate::transaction::{Transactions, TxId};
 use crate::transport::{MsrpConn, RxContext, Transport};
 use crate::wheel::TimingWheel;
 use session::GwSession;
+use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -229,6 +230,9 @@ pub struct Gateway {
     resolving: HashMap<(String, Option<u16>), Vec<flows::Waiter>>,
     /// Names resolved lately: their addresses, and until when they are used.
     resolved: HashMap<(String, Option<u16>), (Vec<SocketAddr>, u64)>,
+    /// Refusals a sender can cause at will (a full table, a Request-URI we cannot send to):
+    /// logged the 1st, 2nd, 4th, 8th... time, so that a flood of them does not flood the log.
+    refusals: Cell<u64>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -279,7 +283,15 @@ impl Gateway {
             next_conn: 0,
             resolving: HashMap::new(),
             resolved: HashMap::new(),
+            refusals: Cell::new(0),
         }
+    }
+
+    /// Counts a refusal; `Some(how many so far)` when this one is to be logged.
+    fn refusal(&self) -> Option<u64> {
+        let n = self.refusals.get() + 1;
+        self.refusals.set(n);
+        n.is_power_of_two().then_some(n)
     }
 
     /// Takes a reloaded `[gateway]` section: it applies to sessions created from now on

@@ -11,11 +11,13 @@ impl Gateway {
         let (way, route) = match self.way(req.ruri, req.body.len()) {
             Ok(w) => w,
             Err(e) => {
-                tracing::warn!(
-                    shard = self.me,
-                    "send_message: cannot send to `{}`: {e}",
-                    text(req.ruri)
-                );
+                if let Some(n) = self.refusal() {
+                    tracing::warn!(
+                        shard = self.me,
+                        "send_message: cannot send to `{}`: {e} ({n} refusals so far)",
+                        text(req.ruri)
+                    );
+                }
                 return SendMessageResult::Error;
             }
         };

@@ -166,11 +166,13 @@ impl Gateway {
         let (way, route) = match self.way(&ruri, body.len()) {
             Ok(w) => w,
             Err(e) => {
-                tracing::warn!(
-                    shard = self.me,
-                    "gateway: cannot send a MESSAGE to `{}`: {e}",
-                    text(&ruri)
-                );
+                if let Some(n) = self.refusal() {
+                    tracing::warn!(
+                        shard = self.me,
+                        "gateway: cannot send a MESSAGE to `{}`: {e} ({n} refusals so far)",
+                        text(&ruri)
+                    );
+                }
                 self.report_inbound(&inb, 503, io);
                 return;
             }

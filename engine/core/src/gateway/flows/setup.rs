@@ -107,10 +107,14 @@ impl Gateway {
     ) -> Result<(), (MsgToMsrpResult, SipReply)> {
         let error = |code| (MsgToMsrpResult::Error, SipReply::code(code));
         if self.sessions.len() as u64 >= self.cfg.max_sessions {
-            tracing::warn!(
-                shard = self.me,
-                "gateway: the shard holds its maximum of sessions"
-            );
+            if let Some(n) = self.refusal() {
+                tracing::warn!(
+                    shard = self.me,
+                    "gateway: the shard holds its maximum of {} sessions; new ones are \
+                     refused ({n} refusals so far)",
+                    self.cfg.max_sessions
+                );
+            }
             return Err((
                 MsgToMsrpResult::Full,
                 SipReply {
@@ -124,11 +128,13 @@ impl Gateway {
             return Err(error(500));
         };
         let (way, route) = self.way(&m.ruri, 0).map_err(|e| {
-            tracing::warn!(
-                shard = self.me,
-                "gateway: cannot send the INVITE for `{}`: {e}",
-                text(&m.ruri)
-            );
+            if let Some(n) = self.refusal() {
+                tracing::warn!(
+                    shard = self.me,
+                    "gateway: cannot send the INVITE for `{}`: {e} ({n} refusals so far)",
+                    text(&m.ruri)
+                );
+            }
             error(503)
         })?;
         let (msrp_id, _, body) =
