@@ -144,7 +144,8 @@ pub fn run(
     let (listen, first) = net::resolve_ports(&spec.listen, &opts)?;
     let control_listener = match spec.control {
         Some(addr) => {
-            let l = std::net::TcpListener::bind(addr)?;
+            let l = std::net::TcpListener::bind(addr)
+                .map_err(|e| net::bind_error(e, "control", addr, "[control] listen, --control"))?;
             Some(l)
         }
         None => None,
@@ -157,7 +158,12 @@ pub fn run(
     let mut msrp_first = Vec::new();
     let mut msrp_listen = Vec::new();
     for &a in &spec.msrp {
-        let s = net::bind_tcp(a, &opts)?;
+        let setting = "[gateway] msrp_listen, --msrp-listen";
+        if a.port() != 0 {
+            net::check_free(Transport::Tcp, a)
+                .map_err(|e| net::bind_error(e, "msrp", a, setting))?;
+        }
+        let s = net::bind_tcp(a, &opts).map_err(|e| net::bind_error(e, "msrp", a, setting))?;
         let bound = s
             .local_addr()?
             .as_socket()

@@ -42,6 +42,54 @@ fn new_socket(
     Ok(s)
 }
 
+/// Checks that no other socket holds `addr` before the shards bind it with SO_REUSEPORT: that
+/// option lets any process of the same user join the group and take a share of the traffic,
+/// so a second server on the same port would start and silently split the messages. A socket
+/// bound without it conflicts with any socket already bound there, whatever that one's
+/// options, and is closed at once.
+pub fn check_free(t: Transport, addr: SocketAddr) -> io::Result<()> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = match t {
+        Transport::Udp => {
+            socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?
+        }
+        Transport::Tcp => {
+            let s =
+                socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+            // Connections of a previous run in TIME_WAIT do not hold the port; a listener does.
+            s.set_reuse_address(true)?;
+            s
+        }
+    };
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&addr.into())
+}
+
+/// `e`, with what could not be bound, the setting that asked for it, and what to do.
+pub fn bind_error(e: io::Error, what: &str, addr: SocketAddr, setting: &str) -> io::Error {
+    let hint = match e.kind() {
+        io::ErrorKind::AddrInUse => format!(
+            "another process holds it (`ss -lnp 'sport = :{}'` names it); stop that one, or \
+             choose another address or port",
+            addr.port()
+        ),
+        io::ErrorKind::AddrNotAvailable => "no interface of this host has that address".into(),
+        io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE".into()
+        }
+        _ => "check the address".into(),
+    };
+    io::Error::new(
+        e.kind(),
+        format!("cannot listen on {what} {addr} ({setting}): {e}: {hint}"),
+    )
+}
+
+/// Where the SIP listen addresses come from, for [`bind_error`].
+const LISTEN_SETTING: &str = "[server] listen, --listen, --port";
+
 /// Binds a UDP socket with SO_REUSEPORT.
 pub fn bind_udp(addr: SocketAddr, opts: &SocketOptions) -> io::Result<socket2::Socket> {
     new_socket(addr, socket2::Type::DGRAM, opts)
@@ -90,6 +138,9 @@ fn resolve_ports_with(
         // (ip, port drawn for it)
         let mut chosen: Vec<(std::net::IpAddr, u16)> = Vec::new();
         for &(t, addr) in listen {
+            if addr.port() != 0 && attempt == 1 {
+                check_free(t, addr).map_err(|e| bind_error(e, t.as_str(), addr, LISTEN_SETTING))?;
+            }
             let mut a = addr;
             let shared = addr.port() == 0 && {
                 match chosen.iter().find(|(ip, _)| *ip == a.ip()) {
@@ -109,7 +160,7 @@ fn resolve_ports_with(
                 {
                     continue 'draw;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(bind_error(e, t.as_str(), a, LISTEN_SETTING)),
             };
             let local = s
                 .local_addr()?
