@@ -47,9 +47,9 @@ enum Command {
         /// A file holding the token (a flag's value shows in `ps`; a file's does not).
         #[arg(long, value_name = "FILE")]
         token_file: Option<std::path::PathBuf>,
-        /// The method, e.g. `repo.stats`.
-        method: String,
-        /// Parameters as key=value (numbers and true/false are typed).
+        /// The method, e.g. `repo.stats`; without one, the methods are listed.
+        method: Option<String>,
+        /// Parameters as key=value, typed as the method takes them.
         params: Vec<String>,
     },
     /// Parse SIP or MSRP messages from files and print the verdict and key fields of each.
@@ -117,14 +117,25 @@ fn main() -> ExitCode {
                 },
                 (None, None) => None,
             };
-            run_ctl(control, token.as_deref(), &method, &params)
+            match method {
+                Some(method) => run_ctl(control, token.as_deref(), &method, &params),
+                None => {
+                    let text = format!(
+                        "Methods (params as KEY=VALUE; `sipshard ctl METHOD ...`):\n{}",
+                        sipshard_core::shard::control::help()
+                    );
+                    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+                    ExitCode::SUCCESS
+                }
+            }
         }
         Command::Serve(args) => run_serve(*args),
     }
 }
 
 fn run_ctl(control: SocketAddr, token: Option<&str>, method: &str, params: &[String]) -> ExitCode {
-    let params = match sipshard::control::params_from_args(params) {
+    let known = sipshard_core::shard::control::method(method);
+    let params = match sipshard::control::params_from_args(params, known) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("sipshard ctl: {e}");
@@ -133,7 +144,16 @@ fn run_ctl(control: SocketAddr, token: Option<&str>, method: &str, params: &[Str
     };
     match sipshard::control::call(control, token, method, params) {
         Ok(v) => {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            // The configuration reads as the TOML it is, not as one escaped JSON string.
+            let text = match (method, v.get("config").and_then(|c| c.as_str())) {
+                ("config.show", Some(toml)) => format!(
+                    "# generation {}\n{toml}",
+                    v.get("generation").cloned().unwrap_or_default()
+                ),
+                _ => serde_json::to_string_pretty(&v).unwrap_or_default() + "\n",
+            };
+            // A reader that stops early (`| head`) is not an error of ours.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -152,13 +172,20 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         }
     };
     if args.print_config {
-        print!("{}", loaded.config.to_toml_string());
+        let _ = std::io::stdout()
+            .lock()
+            .write_all(loaded.config.to_toml_string().as_bytes());
         return ExitCode::SUCCESS;
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(loaded.config.log.level.as_str()));
+    // Colour only for a person at a terminal: escape codes are noise in a file or a journal,
+    // and NO_COLOR (no-color.org) turns them off there too.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         // A log line that cannot be written (stderr a closed pipe, a full disk) is lost, not
         // reported on stderr again: that report panics the thread that logged, which for the
@@ -380,6 +407,7 @@ fn run_parse(files: &[String], opts: Options) -> ExitCode {
         }
     }
     let mut all_ok = true;
+    let mut out = std::io::stdout().lock();
     for (name, data) in &inputs {
         for (i, r) in inspect::inspect(data, opts).iter().enumerate() {
             all_ok &= r.ok;
@@ -388,7 +416,14 @@ fn run_parse(files: &[String], opts: Options) -> ExitCode {
             } else {
                 inspect::format_text(name, i, r)
             };
-            println!("{line}");
+            // A reader that stops early (`| head`) ends the listing, not with a panic.
+            if writeln!(out, "{line}").is_err() {
+                return if all_ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                };
+            }
         }
     }
     if all_ok {

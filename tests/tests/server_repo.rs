@@ -396,7 +396,7 @@ fn config_reload_swaps_the_program() {
     std::fs::write(
         &cfg,
         original.replace(
-            "reply = { code = 405, reason = \"Method Not Allowed\" }",
+            "reply = { code = 405, reason = \"Method Not Allowed\", headers = { Allow = \"INVITE, MESSAGE\" } }",
             "reply = { code = 403, reason = \"Forbidden\" }",
         ),
     )

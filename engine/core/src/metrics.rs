@@ -102,6 +102,27 @@ impl ShardStats {
     }
 }
 
+/// The process's own metrics: its build (`sipshard_build_info`, always 1, the version in a
+/// label, so a dashboard can join on it) and when it started (`process_start_time_seconds`,
+/// as Prometheus client libraries name it, so restarts show).
+pub fn render_process(start_unix_s: f64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP sipshard_build_info the running build (always 1)\n\
+         # TYPE sipshard_build_info gauge\n\
+         sipshard_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(
+        out,
+        "# HELP process_start_time_seconds when the process started, seconds since the Unix epoch\n\
+         # TYPE process_start_time_seconds gauge\n\
+         process_start_time_seconds {start_unix_s:.3}"
+    );
+    out
+}
+
 /// Renders every shard's counters in the Prometheus text exposition format.
 pub fn render_prometheus(shards: &[std::sync::Arc<ShardStats>]) -> String {
     let mut out = String::new();

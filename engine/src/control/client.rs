@@ -1,6 +1,7 @@
 //! The blocking JSON-RPC client behind `sipshard ctl`.
 
 use serde_json::{json, Value};
+use sipshard_core::shard::control::{Kind, Method};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -85,20 +86,34 @@ pub fn call(
         .ok_or_else(|| CtlError::BadAnswer("no result".into()))
 }
 
-/// Turns `key=value` arguments into a JSON object: numbers and booleans are typed, the rest
-/// are strings.
-pub fn params_from_args(args: &[String]) -> Result<Value, String> {
+/// Turns `key=value` arguments into a JSON object, each value typed as `method` takes it (a
+/// Call-ID of digits stays a string; `limit=abc` is an error here). For a method this binary
+/// does not know (a newer server's), or a parameter it does not take (the server names it),
+/// numbers and booleans are guessed.
+pub fn params_from_args(args: &[String], method: Option<&Method>) -> Result<Value, String> {
     let mut m = serde_json::Map::new();
     for a in args {
         let (k, v) = a
             .split_once('=')
             .ok_or_else(|| format!("expected key=value, got {a:?}"))?;
-        let v = if let Ok(n) = v.parse::<i64>() {
-            json!(n)
-        } else if v == "true" || v == "false" {
-            json!(v == "true")
-        } else {
-            json!(v)
+        let kind = method.and_then(|m| m.params.iter().find(|p| p.name == k).map(|p| p.kind));
+        let v = match kind {
+            Some(Kind::Str) => json!(v),
+            Some(Kind::UInt) => json!(v
+                .parse::<u64>()
+                .map_err(|_| format!("`{k}` must be {}, not {v:?}", Kind::UInt.word()))?),
+            Some(Kind::Bool) => json!(v
+                .parse::<bool>()
+                .map_err(|_| format!("`{k}` must be {}, not {v:?}", Kind::Bool.word()))?),
+            None => {
+                if let Ok(n) = v.parse::<i64>() {
+                    json!(n)
+                } else if v == "true" || v == "false" {
+                    json!(v == "true")
+                } else {
+                    json!(v)
+                }
+            }
         };
         m.insert(k.to_string(), v);
     }
@@ -108,12 +123,24 @@ pub fn params_from_args(args: &[String]) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sipshard_core::shard::control::method;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
 
     #[test]
-    fn args_are_typed() {
-        let v = params_from_args(&["limit=10".into(), "remove=true".into(), "callid=a@b".into()])
-            .unwrap();
-        assert_eq!(v, json!({"limit": 10, "remove": true, "callid": "a@b"}));
-        assert!(params_from_args(&["nokey".into()]).is_err());
+    fn args_are_typed_as_the_method_takes_them() {
+        let pull = method("repo.pull");
+        let v = params_from_args(&args(&["callid=123", "msgid=7", "remove=false"]), pull).unwrap();
+        assert_eq!(v, json!({"callid": "123", "msgid": "7", "remove": false}));
+        let e = params_from_args(&args(&["remove=yes"]), pull).unwrap_err();
+        assert!(e.contains("`remove` must be true or false"), "{e}");
+        let e = params_from_args(&args(&["limit=abc"]), method("repo.list")).unwrap_err();
+        assert!(e.contains("`limit` must be an unsigned integer"), "{e}");
+        // Unknown to this binary: guessed.
+        let v = params_from_args(&args(&["limit=10", "x=true", "c=a@b"]), None).unwrap();
+        assert_eq!(v, json!({"limit": 10, "x": true, "c": "a@b"}));
+        assert!(params_from_args(&args(&["nokey"]), None).is_err());
     }
 }

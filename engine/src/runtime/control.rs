@@ -13,6 +13,8 @@ use std::sync::Arc;
 pub(super) struct ControlHandler {
     pub(super) shard: Rc<Shard>,
     pub(super) all_stats: Vec<Arc<ShardStats>>,
+    /// When the process started, seconds since the Unix epoch.
+    pub(super) started_unix_s: f64,
 }
 
 impl control::Handler for ControlHandler {
@@ -26,6 +28,8 @@ impl control::Handler for ControlHandler {
     }
 
     fn metrics(&self) -> String {
-        sipshard_core::metrics::render_prometheus(&self.all_stats)
+        let mut out = sipshard_core::metrics::render_prometheus(&self.all_stats);
+        out.push_str(&sipshard_core::metrics::render_process(self.started_unix_s));
+        out
     }
 }

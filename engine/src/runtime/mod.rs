@@ -179,6 +179,9 @@ pub fn run(
         .map(|_| Arc::new(ShardStats::default()))
         .collect();
     let all_conns = Arc::new(AtomicU64::new(0));
+    let started_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let mesh = MeshBuilder::full(nshards, MESH_CHANNEL_CAPACITY);
     let epoch = Instant::now();
     let mut first = Some(first);
@@ -349,6 +352,7 @@ pub fn run(
                     let handler = Rc::new(control::ControlHandler {
                         shard: shard.clone(),
                         all_stats: all_stats.clone(),
+                        started_unix_s,
                     });
                     let access = Rc::new(spec.control_access.clone());
                     glommio::spawn_local(crate::control::serve(l, handler, access)).detach();

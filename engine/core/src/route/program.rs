@@ -170,6 +170,22 @@ impl Program {
             .map(|i| RouteId(i as u32))
     }
 
+    /// The route a pull from outside (`ctl repo.pull`) may run: a named route, not an event
+    /// route (those run on their event only). The error names what is wrong.
+    pub fn pull_target(&self, name: &str) -> Result<RouteId, String> {
+        if super::compile::EVENT_ROUTES.contains(&name) {
+            return Err(format!(
+                "`{name}` is an event route: it runs on its event and cannot be pulled into"
+            ));
+        }
+        self.route_id(name).ok_or_else(|| {
+            let mut known: Vec<&str> = self.route_names().collect();
+            known.retain(|n| !super::compile::EVENT_ROUTES.contains(n));
+            known.sort_unstable();
+            format!("unknown route `{name}` (routes: {})", known.join(", "))
+        })
+    }
+
     /// A route's name.
     pub fn route_name(&self, id: RouteId) -> &str {
         &self.routes[id.index()].name

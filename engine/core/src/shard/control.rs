@@ -65,10 +65,140 @@ type Run = fn(&mut ShardCore, Cx<'_>, &Value, &mut Vec<Out>) -> Result<Value, Rp
 pub struct Method {
     /// The JSON-RPC method name.
     pub name: &'static str,
-    /// Its parameters and what it does, one line (for `sipshard ctl --help`).
+    /// What it does, one line (for `sipshard ctl --help` and `system.listMethods`).
     pub help: &'static str,
+    /// The parameters it takes; any other is refused.
+    pub params: &'static [Param],
     scope: Scope,
     run: Run,
+}
+
+/// A parameter of a control method.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    /// Its name.
+    pub name: &'static str,
+    /// Its JSON type.
+    pub kind: Kind,
+    /// What it means when absent; `None`: it must be given.
+    pub default: Option<&'static str>,
+}
+
+/// The JSON type of a parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A string.
+    Str,
+    /// An unsigned integer.
+    UInt,
+    /// `true` or `false`.
+    Bool,
+}
+
+impl Kind {
+    /// The word for it in help and errors.
+    pub fn word(self) -> &'static str {
+        match self {
+            Kind::Str => "a string",
+            Kind::UInt => "an unsigned integer",
+            Kind::Bool => "true or false",
+        }
+    }
+
+    fn holds(self, v: &Value) -> bool {
+        match self {
+            Kind::Str => v.is_string(),
+            Kind::UInt => v.is_u64(),
+            Kind::Bool => v.is_boolean(),
+        }
+    }
+}
+
+const fn required(name: &'static str, kind: Kind) -> Param {
+    Param {
+        name,
+        kind,
+        default: None,
+    }
+}
+
+const fn optional(name: &'static str, kind: Kind, default: &'static str) -> Param {
+    Param {
+        name,
+        kind,
+        default: Some(default),
+    }
+}
+
+const CALLID: Param = required("callid", Kind::Str);
+const MSGID: Param = required("msgid", Kind::Str);
+const CURSOR: Param = optional("cursor", Kind::UInt, "0");
+const LIMIT_PAGE: Param = optional("limit", Kind::UInt, "100, at most 1000");
+
+impl Method {
+    /// Its parameters as `ctl` takes them: `callid=STRING [remove=BOOL (default true)]`.
+    pub fn usage(&self) -> String {
+        self.params
+            .iter()
+            .map(|p| {
+                let v = match p.kind {
+                    Kind::Str => "STRING",
+                    Kind::UInt => "N",
+                    Kind::Bool => "true|false",
+                };
+                match p.default {
+                    None => format!("{}={v}", p.name),
+                    Some(d) => format!("[{}={v} (default {d})]", p.name),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Checks `params` against the method's: every one known, of its type, and none missing.
+    pub fn check(&self, params: &Value) -> Result<(), RpcError> {
+        let names = || {
+            if self.params.is_empty() {
+                "none".to_string()
+            } else {
+                self.params
+                    .iter()
+                    .map(|p| p.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let given = params.as_object().cloned().unwrap_or_default();
+        for (k, v) in &given {
+            let Some(p) = self.params.iter().find(|p| p.name == k) else {
+                return Err(RpcError::invalid_params(format!(
+                    "unknown parameter `{k}` of {} (it takes: {})",
+                    self.name,
+                    names()
+                )));
+            };
+            if !p.kind.holds(v) {
+                return Err(RpcError::invalid_params(format!(
+                    "parameter `{k}` of {} must be {}, not {v}",
+                    self.name,
+                    p.kind.word()
+                )));
+            }
+        }
+        if let Some(p) = self
+            .params
+            .iter()
+            .find(|p| p.default.is_none() && !given.contains_key(p.name))
+        {
+            return Err(RpcError::invalid_params(format!(
+                "missing parameter `{}` of {} ({})",
+                p.name,
+                self.name,
+                p.kind.word()
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Every control method.
@@ -76,12 +206,14 @@ pub static METHODS: &[Method] = &[
     Method {
         name: "repo.stats",
         help: "repository counters and gauges, summed and per shard",
+        params: &[],
         scope: Scope::EachShard(sum_counters),
         run: |core, _, _, _| Ok(core.repo.stats_json(core.own.me())),
     },
     Method {
         name: "shard.stats",
         help: "every counter of every shard",
+        params: &[],
         scope: Scope::EachShard(|parts| json!({ "shards": parts })),
         run: |core, _, _, _| {
             let mut m = serde_json::Map::new();
@@ -99,7 +231,8 @@ pub static METHODS: &[Method] = &[
     },
     Method {
         name: "repo.list",
-        help: "[cursor=N] [limit=N]: a page of stored items (limit 1..1000, default 100)",
+        help: "a page of stored items; the answer's `next` is the cursor of the next page",
+        params: &[CURSOR, LIMIT_PAGE],
         scope: Scope::Paged,
         run: |core, cx, params, _| {
             let (cursor, limit) = page_params(params);
@@ -110,7 +243,8 @@ pub static METHODS: &[Method] = &[
     },
     Method {
         name: "repo.get",
-        help: "callid=C msgid=M: one stored item with its message",
+        help: "one stored item with its message",
+        params: &[CALLID, MSGID],
         scope: Scope::OwnerOfCallid,
         run: |core, cx, params, _| {
             let (c, m) = (str_param(params, "callid")?, str_param(params, "msgid")?);
@@ -121,7 +255,8 @@ pub static METHODS: &[Method] = &[
     },
     Method {
         name: "repo.rm",
-        help: "callid=C msgid=M: remove an item",
+        help: "remove an item",
+        params: &[CALLID, MSGID],
         scope: Scope::OwnerOfCallid,
         run: |core, _, params, _| {
             let (c, m) = (str_param(params, "callid")?, str_param(params, "msgid")?);
@@ -130,16 +265,17 @@ pub static METHODS: &[Method] = &[
     },
     Method {
         name: "repo.pull",
-        help: "callid=C msgid=M route=R [remove=false]: run route R on an item",
+        help: "run a request route on an item as if its message had just arrived, and remove it unless remove=false",
+        params: &[CALLID, MSGID, required("route", Kind::Str), optional("remove", Kind::Bool, "true")],
         scope: Scope::OwnerOfCallid,
         run: |core, cx, params, outs| {
             let (c, m) = (str_param(params, "callid")?, str_param(params, "msgid")?);
-            let name = params.get("route").and_then(Value::as_str).unwrap_or("");
+            let name = str_param(params, "route")?;
             let route = cx
                 .loaded
                 .program
-                .route_id(name)
-                .ok_or_else(|| RpcError::invalid_params(format!("unknown route `{name}`")))?;
+                .pull_target(name)
+                .map_err(RpcError::invalid_params)?;
             let remove = params
                 .get("remove")
                 .and_then(Value::as_bool)
@@ -150,7 +286,8 @@ pub static METHODS: &[Method] = &[
     },
     Method {
         name: "gw.list_sessions",
-        help: "[limit=N]: gateway sessions (at most N per shard, default 1000): key, from, to, ruri, state, ages, queue, MSRP session id, connection, owner shard",
+        help: "gateway sessions: key, from, to, ruri, state, ages, queue, MSRP session id, connection, owner shard",
+        params: &[optional("limit", Kind::UInt, "1000 per shard")],
         scope: Scope::EachShard(|parts| {
             let sessions: Vec<Value> = parts
                 .into_iter()
@@ -177,7 +314,8 @@ pub static METHODS: &[Method] = &[
     },
     Method {
         name: "gw.end_session",
-        help: "key=K: end a gateway session (BYE, its queue reported)",
+        help: "end a gateway session (BYE, its queue reported)",
+        params: &[required("key", Kind::Str)],
         scope: Scope::OwnerOfKey,
         run: |core, cx, params, outs| {
             let key = str_param(params, "key")?.as_bytes().to_vec();
@@ -189,6 +327,7 @@ pub static METHODS: &[Method] = &[
     Method {
         name: "gw.stats",
         help: "gateway sessions, queues and transactions, summed and per shard",
+        params: &[],
         scope: Scope::EachShard(sum_counters),
         run: |core, _, _, _| {
             let mut v = core
@@ -208,6 +347,7 @@ pub static METHODS: &[Method] = &[
     Method {
         name: "config.show",
         help: "the effective configuration, as TOML",
+        params: &[],
         scope: Scope::Once,
         run: |_, cx, _, _| {
             Ok(json!({ "config": cx.loaded.config.to_toml_string(), "generation": cx.generation }))
@@ -216,6 +356,7 @@ pub static METHODS: &[Method] = &[
     Method {
         name: "config.reload",
         help: "load the config file again (routes and [repo] expire apply at once)",
+        params: &[],
         scope: Scope::Once,
         run: |core, _, _, _| match core.shared.reload() {
             Ok(warnings) => Ok(json!({
@@ -227,8 +368,35 @@ pub static METHODS: &[Method] = &[
         },
     },
     Method {
+        name: "system.listMethods",
+        help: "every method with its parameters and what it does",
+        params: &[],
+        scope: Scope::Once,
+        run: |_, _, _, _| {
+            Ok(Value::Array(
+                METHODS
+                    .iter()
+                    .map(|m| json!({ "name": m.name, "params": m.usage(), "help": m.help }))
+                    .collect(),
+            ))
+        },
+    },
+    Method {
+        name: "core.version",
+        help: "the server's name and version",
+        params: &[],
+        scope: Scope::Once,
+        run: |_, _, _, _| {
+            Ok(json!({
+                "name": "sipshard",
+                "version": env!("CARGO_PKG_VERSION"),
+            }))
+        },
+    },
+    Method {
         name: "core.uptime",
         help: "seconds since start, and the number of shards",
+        params: &[],
         scope: Scope::Once,
         run: |core, _, _, _| {
             Ok(json!({
@@ -338,6 +506,7 @@ impl ControlCall {
     /// `own.me()`.
     pub fn new(name: &str, params: Value, own: &Ownership) -> Result<ControlCall, RpcError> {
         let m = method(name).ok_or_else(|| RpcError::method_not_found(name))?;
+        m.check(&params)?;
         let state = match m.scope {
             Scope::Once => CallState::Single {
                 shard: own.me(),
@@ -491,9 +660,12 @@ impl ControlCall {
 
 /// The methods and their help lines, for `sipshard ctl --help`.
 pub fn help() -> String {
-    let width = METHODS.iter().map(|m| m.name.len()).max().unwrap_or(0);
     METHODS
         .iter()
-        .map(|m| format!("  {:width$}  {}\n", m.name, m.help))
+        .map(|m| {
+            let usage = m.usage();
+            let sep = if usage.is_empty() { "" } else { " " };
+            format!("  {}{sep}{usage}\n      {}\n", m.name, m.help)
+        })
         .collect()
 }
