@@ -9,10 +9,12 @@
 use crate::config::Config;
 use crate::run::RunResult;
 use crate::stats::Stats;
+// The server writes the same files: one writer and reader for both (sipshard-core's hgrm).
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+pub use sipshard_core::hgrm::{parse_hgrm, write_hgrm, HgrmRow};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -333,87 +335,6 @@ pub fn render_text(s: &Summary) -> String {
     o
 }
 
-/// Writes `h` in HdrHistogram's percentile-distribution text format (`outputPercentileDistribution`
-/// with 5 ticks per half distance), values divided by `scale` (1000: microseconds to ms).
-pub fn write_hgrm(h: &Histogram<u64>, scale: f64, w: &mut dyn Write) -> io::Result<()> {
-    writeln!(
-        w,
-        "{:>12} {:>14} {:>10} {:>14}\n",
-        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
-    )?;
-    let mut total = 0u64;
-    if !h.is_empty() {
-        for v in h.iter_quantiles(5) {
-            total += v.count_since_last_iteration();
-            let q = v.quantile_iterated_to();
-            let value = v.value_iterated_to() as f64 / scale;
-            if q < 1.0 {
-                writeln!(
-                    w,
-                    "{value:12.3} {q:2.12} {total:10} {:14.2}",
-                    1.0 / (1.0 - q)
-                )?;
-            } else {
-                writeln!(w, "{value:12.3} {q:1.12} {total:10}")?;
-            }
-        }
-    }
-    let (mean, sd, max) = if h.is_empty() {
-        (0.0, 0.0, 0.0)
-    } else {
-        (h.mean() / scale, h.stdev() / scale, h.max() as f64 / scale)
-    };
-    let sub_buckets = (2.0 * 10f64.powi(i32::from(h.sigfig())))
-        .log2()
-        .ceil()
-        .exp2() as u64;
-    writeln!(w, "#[Mean    = {mean:12.3}, StdDeviation   = {sd:12.3}]")?;
-    writeln!(
-        w,
-        "#[Max     = {max:12.3}, Total count    = {:12}]",
-        h.len()
-    )?;
-    writeln!(
-        w,
-        "#[Buckets = {:12}, SubBuckets     = {sub_buckets:12}]",
-        h.buckets()
-    )?;
-    Ok(())
-}
-
-/// One data line of a `.hgrm` file.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HgrmRow {
-    /// Value (ms in our files).
-    pub value: f64,
-    /// Quantile, 0 to 1.
-    pub quantile: f64,
-    /// Values at or below this one.
-    pub total_count: u64,
-}
-
-/// Reads the data lines of a `.hgrm` file (ours, wrk2's, HdrHistogram's).
-pub fn parse_hgrm(text: &str) -> Result<Vec<HgrmRow>, String> {
-    let mut rows = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if l.is_empty() || l.starts_with('#') || l.starts_with("Value") {
-            continue;
-        }
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() < 3 {
-            return Err(format!("line {}: expected at least 3 columns", n + 1));
-        }
-        let bad = |what: &str| format!("line {}: bad {what}", n + 1);
-        rows.push(HgrmRow {
-            value: f[0].parse().map_err(|_| bad("value"))?,
-            quantile: f[1].parse().map_err(|_| bad("percentile"))?,
-            total_count: f[2].parse().map_err(|_| bad("total count"))?,
-        });
-    }
-    Ok(rows)
-}
-
 /// Writes the report files into `dir`.
 pub fn write_dir(
     dir: &Path,
@@ -472,33 +393,4 @@ fn write_interval_log(path: &Path, cfg: &Config, r: &RunResult) -> io::Result<()
     }
     drop(log);
     f.flush()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hgrm_round_trips_and_is_monotonic() {
-        let mut h = crate::stats::new_histogram();
-        for v in 1..=10_000u64 {
-            h.record(v).unwrap();
-        }
-        let mut out = Vec::new();
-        write_hgrm(&h, MICROS_PER_MS, &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"));
-        assert!(text.contains("#[Mean    = "));
-        assert!(text.contains("#[Buckets = "));
-        let rows = parse_hgrm(&text).unwrap();
-        assert!(rows.len() > 20);
-        for w in rows.windows(2) {
-            assert!(w[0].value <= w[1].value);
-            assert!(w[0].quantile <= w[1].quantile);
-            assert!(w[0].total_count <= w[1].total_count);
-        }
-        let last = rows.last().unwrap();
-        assert_eq!(last.quantile, 1.0);
-        assert_eq!(last.total_count, 10_000);
-    }
 }

@@ -17,6 +17,7 @@
 //! - [`transaction`]: SIP client and server transactions (RFC 3261 §17) on a timing wheel.
 //! - [`dialog`]: SIP dialogs (RFC 3261 §12) from either side, and the requests sent in one.
 //! - [`gateway`]: the SIP/MSRP gateway's state (its message queue so far).
+//! - [`hgrm`]: latency distributions as HdrHistogram's `.hgrm` text, shared with `sipshard-load`.
 //! - [`locate`]: where a request goes (RFC 3263 §4): transport and address or name to resolve.
 //! - [`metrics`]: per-shard counters and their Prometheus text.
 //! - [`msrp`]: MSRP frames written, chunked messages reassembled.
@@ -27,6 +28,7 @@
 pub mod config;
 pub mod dialog;
 pub mod gateway;
+pub mod hgrm;
 pub mod locate;
 pub mod metrics;
 pub mod msrp;
