@@ -63,23 +63,27 @@ pub struct Cli {
 /// Subcommands besides the load run.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Lay several runs (their --out directories) side by side: a table and one SVG.
+    /// Lay several runs (their --out directories) and .hgrm files side by side: a table and
+    /// one SVG.
     Report(ReportArgs),
-    /// A minimal SIP responder (UDP) that imitates sipshard's answers, for trying the load
-    /// generator itself; not a server.
+    /// A minimal SIP responder (UDP and TCP on one port) that imitates sipshard's answers, for
+    /// trying the load generator itself; not a server.
     Responder(ResponderArgs),
 }
 
 /// Flags of `sipshard-load report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Run directories written by `--out` (each holds summary.json).
-    #[arg(required = true)]
+    /// Run directories written by `--out` (each holds summary.json), and `.hgrm` files (HdrHistogram
+    /// percentile distributions, e.g. from `sipshard ctl shard.latency`), each one series named
+    /// after its file stem.
+    #[arg(required = true, value_name = "RUN_DIR|FILE.hgrm")]
     pub runs: Vec<PathBuf>,
     /// Where to write the overlaid percentile spectrum.
     #[arg(long, default_value = "compare.svg")]
     pub svg: PathBuf,
-    /// Only this latency (e.g. `park`); default: every latency of every run.
+    /// Only this latency of the run directories (e.g. `park`; .hgrm files are always shown);
+    /// one that no run has is refused, naming those they have. Default: every latency.
     #[arg(long)]
     pub metric: Option<String>,
 }
@@ -87,7 +91,7 @@ pub struct ReportArgs {
 /// Flags of `sipshard-load responder`.
 #[derive(Debug, Args)]
 pub struct ResponderArgs {
-    /// Address to listen on (UDP).
+    /// Address to listen on, UDP and TCP (the same port).
     #[arg(long, default_value = "127.0.0.1:5060")]
     pub listen: SocketAddr,
     /// Park MESSAGEs (202 + X-Repo-Msgid) instead of answering them 200.

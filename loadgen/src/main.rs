@@ -78,7 +78,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// Exit status when the tool could not do what it was asked (flags, sockets, report files,
+/// `report`'s inputs): 2, as clap's own usage errors, so a script tells it from a run whose
+/// calls failed.
+const EXIT_CANNOT_RUN: u8 = 2;
+
 fn fail(msg: &str) -> ExitCode {
     eprintln!("sipshard-load: {msg}");
-    ExitCode::FAILURE
+    ExitCode::from(EXIT_CANNOT_RUN)
 }
