@@ -215,7 +215,7 @@ errors = sum(s["errors"].values())
 others = max(0.0, int(others) / int(hz) - float(user) - float(sys_)) / float(wall) * 100
 row = [sc, rate, rep, round(s["achieved_rate"]), s["calls"], d["timeouts"], d["p50_ms"], d["p99_ms"],
        d["p99_9_ms"], reply["p99_ms"], round(int(ns) / 1e3 / max(msgs, 1), 2),
-       peak_server, peak_load, drops, rcvbuf, errors, s["send_lag_ms"][1], round(others),
+       peak_server, peak_load, drops, rcvbuf, errors, s["send_lag_ms"]["p99"], round(others),
        round(s["sent_rate"])]
 print("\t".join(str(x) for x in row))
 EOF

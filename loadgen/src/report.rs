@@ -114,10 +114,37 @@ pub struct Summary {
     pub replies_by_code: BTreeMap<String, u64>,
     /// Errors by kind.
     pub errors: BTreeMap<String, u64>,
-    /// How late requests left against their schedule: p50, p99, max, ms.
-    pub send_lag_ms: [f64; 3],
+    /// How late requests left against their schedule, ms.
+    #[serde(deserialize_with = "send_lag_any")]
+    pub send_lag_ms: SendLag,
     /// Each latency the scenario defines.
     pub metrics: Vec<MetricSummary>,
+}
+
+/// How late requests left against their schedule, ms (`send_lag_ms` in `summary.json`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct SendLag {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// Reads `send_lag_ms` as written now, or as the `[p50, p99, max]` array that runs written
+/// before it had labels hold, so `report` still lays those beside new ones.
+fn send_lag_any<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SendLag, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Labelled(SendLag),
+        Unlabelled([f64; 3]),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Labelled(l) => l,
+        Either::Unlabelled([p50, p99, max]) => SendLag { p50, p99, max },
+    })
 }
 
 fn ms(us: u64) -> f64 {
@@ -197,15 +224,15 @@ impl Summary {
             warmup_calls: t.warmup_calls,
             replies_by_code: t.codes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             errors: t.errors.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            send_lag_ms: [
-                lag(0.5),
-                lag(0.99),
-                if t.send_lag.is_empty() {
+            send_lag_ms: SendLag {
+                p50: lag(0.5),
+                p99: lag(0.99),
+                max: if t.send_lag.is_empty() {
                     0.0
                 } else {
                     ms(t.send_lag.max())
                 },
-            ],
+            },
             metrics,
         }
     }
@@ -306,7 +333,7 @@ pub fn render_text(s: &Summary) -> String {
     let _ = writeln!(
         o,
         "send lag (ms): p50 {:.3}  p99 {:.3}  max {:.3}",
-        s.send_lag_ms[0], s.send_lag_ms[1], s.send_lag_ms[2]
+        s.send_lag_ms.p50, s.send_lag_ms.p99, s.send_lag_ms.max
     );
     let _ = writeln!(o);
     let _ = write!(o, "{:<10} {:>10} {:>9}", "latency ms", "count", "timeouts");
@@ -393,4 +420,35 @@ fn write_interval_log(path: &Path, cfg: &Config, r: &RunResult) -> io::Result<()
     }
     drop(log);
     f.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_lag_is_labelled_and_old_runs_still_read() {
+        let lag = SendLag {
+            p50: 0.01,
+            p99: 0.2,
+            max: 3.0,
+        };
+        let json = serde_json::to_value(lag).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"p50": 0.01, "p99": 0.2, "max": 3.0})
+        );
+        #[derive(Deserialize)]
+        struct Holder {
+            #[serde(deserialize_with = "send_lag_any")]
+            send_lag_ms: SendLag,
+        }
+        for text in [
+            r#"{"send_lag_ms": {"p50": 0.01, "p99": 0.2, "max": 3.0}}"#,
+            r#"{"send_lag_ms": [0.01, 0.2, 3.0]}"#,
+        ] {
+            let h: Holder = serde_json::from_str(text).unwrap();
+            assert_eq!(h.send_lag_ms, lag, "{text}");
+        }
+    }
 }
