@@ -177,7 +177,8 @@ for scenario in $SCENARIOS; do
                 la=$(cut -d' ' -f1-3 /proc/loadavg)
                 stop_pid "$SERVER_PID"
                 SERVER_PID=""
-                if [ "$rc" != 0 ] || [ ! -f "$run/summary.json" ]; then
+                # 1: some calls failed (timeouts at an overloaded rate are data here); 2: no run.
+                if [ "$rc" -gt 1 ] || [ ! -f "$run/summary.json" ]; then
                     echo "compare.sh: sipshard-load failed (rc $rc) for $name:" >&2
                     tail -20 "$OUT/logs/$name.load.txt" >&2
                     exit 1

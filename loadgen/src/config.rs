@@ -192,6 +192,11 @@ pub struct RunArgs {
     /// The latency objective for --ramp (p99 of every latency, timeouts counted as over).
     #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     pub slo: Duration,
+    /// Exit with status 1 when more calls than this fail: time out (also when they could not be
+    /// sent), get a final reply the scenario does not expect, or cannot be sent at all. 0 (the
+    /// default): any failed call fails the run. Not applied to --ramp's steps.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_failures: u64,
     /// Write the reports here (summary.json, summary.txt, *.hgrm, latency.hlog, spectrum.svg).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -252,6 +257,8 @@ pub struct Config {
     pub ramp: Option<Ramp>,
     /// Ramp objective.
     pub slo: Duration,
+    /// Failed calls a run may have and still succeed.
+    pub max_failures: u64,
     /// Report directory.
     pub out: Option<PathBuf>,
     /// No progress lines.
@@ -396,6 +403,7 @@ impl TryFrom<RunArgs> for Config {
             ruri,
             ramp,
             slo: a.slo,
+            max_failures: a.max_failures,
             out: a.out,
             quiet: a.quiet,
             sockbuf: a.sockbuf,

@@ -94,6 +94,11 @@ struct Pending {
     txn: Option<Txn>,
     call_seq: u64,
     from_tag: Box<str>,
+    /// The entry of the same call outstanding beside this one (park-pull's trigger and its
+    /// `200 Pulled`), so that a call whose pull fails counts as one failure, not two.
+    sibling: Option<u64>,
+    /// Its call has already been counted as failed (by the sibling).
+    call_failed: bool,
 }
 
 #[derive(Debug)]
@@ -420,7 +425,7 @@ impl Engine {
     fn abandon(&mut self) {
         let ids: Vec<u64> = self.state.pending.keys().copied().collect();
         for id in ids {
-            self.time_out(id);
+            self.time_out(id, true);
         }
         self.state.out.clear();
     }
@@ -545,7 +550,7 @@ impl Engine {
         );
     }
 
-    fn send_txn(&mut self, t: TxnStart, bytes: Vec<u8>, now: Instant) {
+    fn send_txn(&mut self, t: TxnStart, bytes: Vec<u8>, now: Instant) -> u64 {
         if t.measured {
             self.stats.sent += 1;
         }
@@ -581,8 +586,20 @@ impl Engine {
                 }),
                 call_seq: t.call_seq,
                 from_tag: t.from_tag,
+                sibling: None,
+                call_failed: false,
             },
         );
+        id
+    }
+
+    /// Makes `a` and `b` siblings: outstanding together for one call.
+    fn link(&mut self, a: u64, b: u64) {
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(e) = self.state.pending.get_mut(&x) {
+                e.sibling = Some(y);
+            }
+        }
     }
 
     fn timeout_for(&self, _step: Step) -> Duration {
@@ -599,11 +616,18 @@ impl Engine {
                         .error("call reused a Call-ID + CSeq still outstanding");
                 }
             }
-            self.time_out(old);
+            self.time_out(old, false);
         }
     }
 
-    fn expect(&mut self, p: &Pending, step: Step, metric: usize, origin: Instant, now: Instant) {
+    fn expect(
+        &mut self,
+        p: &Pending,
+        step: Step,
+        metric: usize,
+        origin: Instant,
+        now: Instant,
+    ) -> u64 {
         let id = self.state.next_id;
         self.state.next_id += 1;
         let deadline = origin.max(now) + self.cfg.timeout;
@@ -621,8 +645,11 @@ impl Engine {
                 txn: None,
                 call_seq: p.call_seq,
                 from_tag: p.from_tag.clone(),
+                sibling: None,
+                call_failed: false,
             },
         );
+        id
     }
 
     fn remove(&mut self, id: u64) -> Option<Pending> {
@@ -633,7 +660,9 @@ impl Engine {
         Some(p)
     }
 
-    fn time_out(&mut self, id: u64) {
+    /// Entry `id` waited in vain; `abandoned` when the run was stopped under it (Ctrl-C), which
+    /// is a timeout for the books but not the call's failure.
+    fn time_out(&mut self, id: u64, abandoned: bool) {
         let Some(p) = self.remove(id) else {
             return;
         };
@@ -642,7 +671,48 @@ impl Engine {
                 self.stats.timeouts += 1;
             }
             self.stats.metrics[p.metric].timeouts += 1;
+            if !abandoned {
+                self.fail(&p);
+            }
         }
+    }
+
+    /// Counts `p`'s call as failed, once per call.
+    fn fail(&mut self, p: &Pending) {
+        if !p.measured || p.call_failed {
+            return;
+        }
+        self.stats.failed += 1;
+        if let Some(s) = p.sibling.and_then(|s| self.state.pending.get_mut(&s)) {
+            s.call_failed = true;
+        }
+    }
+
+    /// Whether a final reply with `code` is what the scenario waits for at `step`. The first
+    /// request of `options` and `message`, and invite's BYE, take any final reply: they measure
+    /// the server's answer, whatever it is (sipshard's repository answers OPTIONS 405, parks
+    /// INVITEs with 202 and so holds no dialog for the BYE, which it answers 405).
+    fn expected(&self, step: Step, code: u16) -> Result<(), &'static str> {
+        let ok = match step {
+            Step::First => match self.cfg.scenario {
+                ScenarioKind::ParkPull | ScenarioKind::ParkExpire => code == 202,
+                ScenarioKind::Invite => (200..300).contains(&code),
+                _ => true,
+            },
+            Step::Trigger | Step::Pulled => (200..300).contains(&code),
+            Step::Bye => true,
+            Step::Expired => code == 408,
+        };
+        if ok {
+            return Ok(());
+        }
+        // The first request's refusals are counted by kind in next_step.
+        Err(match step {
+            Step::First | Step::Bye => "",
+            Step::Trigger => "trigger not answered 2xx",
+            Step::Pulled => "parked MESSAGE answered, but not 2xx (200 Pulled)",
+            Step::Expired => "parked MESSAGE answered, but not 408 (expired)",
+        })
     }
 
     fn fire_timers(&mut self, now: Instant) {
@@ -651,7 +721,7 @@ impl Engine {
                 break;
             }
             self.state.timeouts.pop_front();
-            self.time_out(id);
+            self.time_out(id, false);
         }
         while let Some(Reverse((t, id, kind))) = self.state.timers.peek().copied() {
             if t > now {
@@ -661,7 +731,7 @@ impl Engine {
             match kind {
                 TimerKind::Timeout => {
                     // Ids are never reused: a timeout for a live id is that entry's.
-                    self.time_out(id);
+                    self.time_out(id, false);
                 }
                 TimerKind::Retransmit => self.retransmit(id, now),
             }
@@ -745,6 +815,12 @@ impl Engine {
             }
             self.stats.metrics[p.metric].record(now.saturating_duration_since(p.origin));
         }
+        if let Err(kind) = self.expected(p.step, reply.code) {
+            if p.measured && !kind.is_empty() {
+                self.stats.error(kind);
+            }
+            self.fail(&p);
+        }
         self.next_step(p, &reply, now);
     }
 
@@ -761,7 +837,7 @@ impl Engine {
                     self.stats.error("202 without X-Repo-Msgid");
                 }
                 // The pulled MESSAGE comes back on the parked MESSAGE's Call-ID and CSeq.
-                self.expect(&p, Step::Pulled, 2, now, now);
+                let pulled = self.expect(&p, Step::Pulled, 2, now, now);
                 let trigger_cid = format!("{}-t", p.key.0);
                 let mut extra = vec![format!("X-Pull-CallID: {}", p.key.0)];
                 if let Some(id) = &reply.msgid {
@@ -771,7 +847,7 @@ impl Engine {
                     TriggerMethod::Options => ("OPTIONS", None),
                     TriggerMethod::Message => ("MESSAGE", Some(message_body(16))),
                 };
-                self.send_followup(
+                let trigger = self.send_followup(
                     &p,
                     method,
                     (trigger_cid, p.key.1),
@@ -782,6 +858,7 @@ impl Engine {
                     1,
                     now,
                 );
+                self.link(pulled, trigger);
             }
             (ScenarioKind::ParkExpire, Step::First) => {
                 if reply.code != 202 {
@@ -845,7 +922,7 @@ impl Engine {
         step: Step,
         metric: usize,
         now: Instant,
-    ) {
+    ) -> u64 {
         let branch = self.branch();
         let bytes = build_request(&RequestParams {
             method,
@@ -875,7 +952,7 @@ impl Engine {
             },
             bytes,
             now,
-        );
+        )
     }
 }
 

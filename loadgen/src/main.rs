@@ -65,18 +65,31 @@ fn main() -> ExitCode {
                 Err(e) => return fail(&e.to_string()),
             };
             let stop = stop_on_interrupt();
-            let result = if cfg.ramp.is_some() {
-                sipshard_load::run::ramp(&cfg, &mut stdout, stop).map(|_| ())
+            let verdict = if cfg.ramp.is_some() {
+                sipshard_load::run::ramp(&cfg, &mut stdout, stop).map(|(_, best)| {
+                    best.is_none()
+                        .then(|| format!("no rate met the SLO (p99 <= {:?})", cfg.slo))
+                })
             } else {
-                sipshard_load::run::run_and_report_with_stop(&cfg, &mut stdout, stop).map(|_| ())
+                sipshard_load::run::run_and_report_with_stop(&cfg, &mut stdout, stop)
+                    .map(|s| sipshard_load::report::failure_line(&s, cfg.max_failures))
             };
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
+            match verdict {
+                Ok(None) => ExitCode::SUCCESS,
+                Ok(Some(why)) => {
+                    eprintln!("sipshard-load: {why}");
+                    ExitCode::from(EXIT_CALLS_FAILED)
+                }
                 Err(e) => fail(&e.to_string()),
             }
         }
     }
 }
+
+/// Exit status when the run was made and reported but more calls failed than
+/// `--max-failures` allows (or, with `--ramp`, no rate met the SLO): 1, as SIPp's for failed
+/// calls.
+const EXIT_CALLS_FAILED: u8 = 1;
 
 /// Exit status when the tool could not do what it was asked (flags, sockets, report files,
 /// `report`'s inputs): 2, as clap's own usage errors, so a script tells it from a run whose

@@ -106,6 +106,9 @@ pub struct Summary {
     pub answered: u64,
     /// Transactions never answered within --timeout.
     pub timeouts: u64,
+    /// Calls that failed, once each (see `Stats::failed`); `--max-failures` judges it.
+    #[serde(default)]
+    pub failed_calls: u64,
     /// Retransmissions (--retransmit).
     pub retransmits: u64,
     /// Calls made during --warmup (not measured).
@@ -220,6 +223,7 @@ impl Summary {
             sent: t.sent,
             answered: t.answered,
             timeouts: t.timeouts,
+            failed_calls: t.failed,
             retransmits: t.retransmits,
             warmup_calls: t.warmup_calls,
             replies_by_code: t.codes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
@@ -308,6 +312,7 @@ pub fn render_text(s: &Summary) -> String {
         "requests: calls {}  sent {}  answered {}  timeouts {}  retransmissions {}  (warmup calls {})",
         s.calls, s.sent, s.answered, s.timeouts, s.retransmits, s.warmup_calls
     );
+    let _ = writeln!(o, "failed calls: {}", s.failed_calls);
     let codes: Vec<String> = s
         .replies_by_code
         .iter()
@@ -360,6 +365,39 @@ pub fn render_text(s: &Summary) -> String {
         );
     }
     o
+}
+
+/// The one line that says why a run failed, when more than `max` calls failed (`--max-failures`):
+/// how many, the timeouts by latency and the commonest errors.
+pub fn failure_line(s: &Summary, max: u64) -> Option<String> {
+    if s.failed_calls <= max {
+        return None;
+    }
+    let mut line = format!(
+        "{} of {} calls failed, more than --max-failures {max}",
+        s.failed_calls, s.calls
+    );
+    let timeouts: Vec<String> = s
+        .metrics
+        .iter()
+        .filter(|m| m.timeouts > 0)
+        .map(|m| format!("{} {}", m.name, m.timeouts))
+        .collect();
+    if !timeouts.is_empty() {
+        let _ = write!(line, "; timeouts: {}", timeouts.join(", "));
+    }
+    let mut errors: Vec<(&String, &u64)> = s.errors.iter().collect();
+    errors.sort_by(|a, b| b.1.cmp(a.1));
+    if !errors.is_empty() {
+        let shown: Vec<String> = errors
+            .iter()
+            .take(3)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let more = if errors.len() > 3 { ", ..." } else { "" };
+        let _ = write!(line, "; errors: {}{more}", shown.join(", "));
+    }
+    Some(line)
 }
 
 /// Writes the report files into `dir`.

@@ -49,6 +49,11 @@ pub struct Stats {
     pub answered: u64,
     /// Transactions with no final reply within --timeout.
     pub timeouts: u64,
+    /// Measured calls that failed, each counted once however many of its steps went wrong: one
+    /// that waited in vain for a reply (a timeout, also where the request could not be sent),
+    /// got a final reply its scenario does not expect, or was never sent (a gateway session
+    /// down). Requests cut short by Ctrl-C are not failures. `--max-failures` judges this.
+    pub failed: u64,
     /// Matched replies by status code, provisional ones and those for expectations (`200 Pulled`,
     /// `408`) included.
     pub codes: BTreeMap<u16, u64>,
@@ -72,6 +77,7 @@ impl Stats {
             retransmits: 0,
             answered: 0,
             timeouts: 0,
+            failed: 0,
             codes: BTreeMap::new(),
             errors: BTreeMap::new(),
             metrics: metric_names
@@ -104,6 +110,7 @@ impl Stats {
         self.retransmits += other.retransmits;
         self.answered += other.answered;
         self.timeouts += other.timeouts;
+        self.failed += other.failed;
         self.warmup_calls += other.warmup_calls;
         for (k, v) in &other.codes {
             *self.codes.entry(*k).or_default() += v;
@@ -160,6 +167,7 @@ mod tests {
         let mut b = Stats::new(&["x"]);
         a.sent = 2;
         b.sent = 3;
+        b.failed = 1;
         a.code(200);
         b.code(200);
         b.code(100);
@@ -169,6 +177,7 @@ mod tests {
         b.metrics[0].timeouts = 1;
         a.merge(&b);
         assert_eq!(a.sent, 5);
+        assert_eq!(a.failed, 1);
         assert_eq!(a.codes[&200], 2);
         assert_eq!(a.classes(), (1, 2, 0));
         assert_eq!(a.errors["send"], 1);

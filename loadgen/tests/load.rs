@@ -156,6 +156,7 @@ fn park_pull_measures_three_latencies() {
     );
     assert_eq!(s.replies_by_code["202"], 200);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(s.failed_calls, 0);
 }
 
 #[test]
@@ -182,6 +183,7 @@ fn park_expire_measures_the_408() {
     assert_eq!(s.metrics[1].name, "expire");
     assert_eq!(s.metrics[1].count, 100);
     assert_eq!(s.replies_by_code["408"], 100);
+    assert_eq!(s.failed_calls, 0);
 }
 
 #[test]
@@ -202,6 +204,7 @@ fn invite_calls_complete() {
     );
     check_books(&s);
     assert_eq!(s.sent, 200, "INVITE + BYE per call");
+    assert_eq!(s.failed_calls, 0, "{s:#?}");
     assert_eq!(s.metrics[0].count, 100);
     assert_eq!(s.metrics[1].count, 100);
 }
@@ -225,9 +228,122 @@ fn unanswered_requests_are_timeouts_not_dropped() {
     check_books(&s);
     assert_eq!(s.sent, 50);
     assert_eq!(s.timeouts, 50);
+    assert_eq!(s.failed_calls, 50);
+    assert!(text.contains("failed calls: 50"), "{text}");
     assert_eq!(s.metrics[0].timeouts, 50);
     assert_eq!(s.metrics[0].p99_with_timeouts_ms, None);
     assert!(text.contains("timeout"));
+}
+
+/// A UDP server that parks every MESSAGE (202 with `X-Repo-Msgid`) and answers every other
+/// request `other`, and never sends a parked MESSAGE back; until `stop` or 20 s.
+fn parks_and_answers(
+    other: (u16, &'static str),
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let addr = sock.local_addr().unwrap();
+    let h = std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && std::time::Instant::now() < end {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let req = &buf[..n];
+            let reply = if req.starts_with(b"MESSAGE ") {
+                reply_to_stored(req, 202, "Stored", &["X-Repo-Msgid: 1".to_string()])
+            } else {
+                reply_to_stored(req, other.0, other.1, &[])
+            };
+            if let Some(r) = reply {
+                let _ = sock.send_to(&r, from);
+            }
+        }
+    });
+    (addr, h)
+}
+
+#[test]
+fn a_call_whose_pull_fails_is_one_failed_call() {
+    // The trigger is refused (404) and the parked MESSAGE never comes back: two things go
+    // wrong in each call, which still counts once.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (addr, server) = parks_and_answers((404, "Not Found"), stop.clone());
+    let (s, _) = run(
+        addr,
+        &[
+            "--scenario",
+            "park-pull",
+            "--rate",
+            "500",
+            "--requests",
+            "40",
+            "--timeout",
+            "300ms",
+        ],
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
+    check_books(&s);
+    assert_eq!(s.replies_by_code["404"], 40, "{s:#?}");
+    assert_eq!(s.errors["trigger not answered 2xx"], 40, "{s:#?}");
+    assert_eq!(s.metrics[2].timeouts, 40, "no 200 Pulled: {s:#?}");
+    assert_eq!(s.failed_calls, 40, "{s:#?}");
+}
+
+#[test]
+fn a_refused_park_is_a_failed_call() {
+    // The responder without --park answers MESSAGE 200, which park-pull does not expect.
+    let r = responder(ResponderConfig::default());
+    let (s, _) = run(
+        r.addr(),
+        &[
+            "--scenario",
+            "park-pull",
+            "--rate",
+            "500",
+            "--requests",
+            "30",
+        ],
+    );
+    check_books(&s);
+    assert_eq!(s.timeouts, 0);
+    assert_eq!(s.errors["park refused (MESSAGE not answered 202)"], 30);
+    assert_eq!(s.failed_calls, 30);
+    r.stop();
+}
+
+#[test]
+fn requests_cut_short_by_a_stop_are_timeouts_not_failures() {
+    // Ctrl-C: what is outstanding is counted as timed out so the books balance, but the calls
+    // did not fail, so a good run stopped early still exits 0.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let cfg = Config::from_flags([
+        silent.local_addr().unwrap().to_string().as_str(),
+        "-q",
+        "--rate",
+        "200",
+        "--duration",
+        "10s",
+        "--timeout",
+        "30s",
+    ])
+    .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        s2.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let mut out = Vec::new();
+    let s = sipshard_load::run::run_and_report_with_stop(&cfg, &mut out, stop).unwrap();
+    stopper.join().unwrap();
+    check_books(&s);
+    assert!(s.timeouts > 0, "{s:#?}");
+    assert_eq!(s.failed_calls, 0, "{s:#?}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! `sipshard-load` as an operator or a script meets it: `report` overlays runs and `.hgrm`
-//! files and refuses a latency the runs do not have.
+//! `sipshard-load` as an operator or a script meets it: the exit status says whether the calls
+//! went through (0), some failed (1) or the tool could not run (2); `report` overlays runs and
+//! `.hgrm` files and refuses a latency the runs do not have.
 
 use sipshard_tests::{command, examples, rand_u64, Server};
 use std::path::PathBuf;
@@ -29,6 +30,98 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// `sipshard-load TARGET -q ARGS...`, 20 calls at 200/s.
+fn load(target: &str, args: &[&str]) -> Output {
+    command("sipshard-load")
+        .arg(target)
+        .args(["-q", "--rate", "200", "--requests", "20"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_run_whose_calls_fail_exits_1_unless_max_failures_allows_them() {
+    // A port where nothing listens: the kernel refuses each datagram, every call times out.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    // A socket that takes everything and answers nothing.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    for target in [&closed, &silent_addr] {
+        let out = load(target, &["--timeout", "300ms"]);
+        assert_eq!(out.status.code(), Some(1), "{target}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err
+            .lines()
+            .find(|l| l.contains("calls failed"))
+            .unwrap_or_else(|| panic!("{}", text(&out)));
+        assert!(
+            line.contains("20 of 20 calls failed, more than --max-failures 0")
+                && line.contains("timeouts: options 20"),
+            "{line}"
+        );
+        // The report is still printed: the failure is in the numbers, not a crash.
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("failed calls: 20"),
+            "{}",
+            text(&out)
+        );
+        // The threshold is "more than N".
+        let out = load(target, &["--timeout", "300ms", "--max-failures", "19"]);
+        assert_eq!(out.status.code(), Some(1), "{target}: {}", text(&out));
+        let out = load(target, &["--timeout", "300ms", "--max-failures", "20"]);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", text(&out));
+    }
+    drop(silent);
+    // Over TCP nothing can be sent at all: the tool cannot run, which is 2, not 1.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let out = load(&refused, &["--transport", "tcp"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&refused),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn runs_against_sipshard_exit_0_and_a_park_that_never_expires_exits_1() {
+    let srv = Server::start(&examples().join("siprepo.toml"), &["--shards", "2"]);
+    let target = srv.udp.to_string();
+    for scenario in ["options", "message", "park-pull", "invite"] {
+        let out = load(&target, &["--scenario", scenario, "--timeout", "5s"]);
+        assert_eq!(out.status.code(), Some(0), "{scenario}: {}", text(&out));
+        assert!(out.stderr.is_empty(), "{scenario}: {}", text(&out));
+    }
+    // The example keeps items 180 s whatever the MESSAGE's Expires says, so no 408 comes
+    // within --expire + --timeout: every call fails (docs/loadgen.md, park-expire).
+    let out = load(
+        &target,
+        &[
+            "--scenario",
+            "park-expire",
+            "--expire",
+            "1s",
+            "--timeout",
+            "1s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("timeouts: expire 20"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -440,6 +440,8 @@ struct Entry {
     user: usize,
     answered: bool,
     delivered: bool,
+    /// Counted in `Stats::failed` already (a refusal), so its delivery's timeout is not again.
+    failed: bool,
 }
 
 /// The calls of a thread still waiting for their answer (202, MSRP 200, 200 to INVITE) and,
@@ -504,6 +506,7 @@ impl Ledger {
                 user,
                 answered: false,
                 delivered: self.delivery_metric.is_none(),
+                failed: false,
             },
         );
         // max() of two non-decreasing sequences: the queue stays in order.
@@ -548,6 +551,10 @@ impl Ledger {
         }
         if code != expected {
             stats.error(refused);
+            if e.measured && !e.failed {
+                e.failed = true;
+                stats.failed += 1;
+            }
             if !e.delivered {
                 e.delivered = true;
                 if let (true, Some(d)) = (e.measured, self.delivery_metric) {
@@ -580,7 +587,9 @@ impl Ledger {
         Delivery::Expected(user)
     }
 
-    fn time_out(&mut self, seq: u64, stats: &mut Stats) {
+    /// Call `seq` waited in vain; `abandoned` when the run was stopped under it (Ctrl-C), a
+    /// timeout for the books but not a failed call.
+    fn time_out(&mut self, seq: u64, abandoned: bool, stats: &mut Stats) {
         let Some(e) = self.pending.remove(&seq) else {
             return;
         };
@@ -594,6 +603,9 @@ impl Ledger {
         if let (false, Some(d)) = (e.delivered, self.delivery_metric) {
             stats.metrics[d].timeouts += 1;
         }
+        if !abandoned && !e.failed {
+            stats.failed += 1;
+        }
     }
 
     /// Times out the calls whose deadline has passed.
@@ -603,7 +615,7 @@ impl Ledger {
                 break;
             }
             self.deadlines.pop_front();
-            self.time_out(seq, stats);
+            self.time_out(seq, false, stats);
         }
         if self.pending.is_empty() {
             self.deadlines.clear();
@@ -624,7 +636,7 @@ impl Ledger {
     pub fn abandon(&mut self, stats: &mut Stats) {
         let seqs: Vec<u64> = self.pending.keys().copied().collect();
         for s in seqs {
-            self.time_out(s, stats);
+            self.time_out(s, true, stats);
         }
         self.deadlines.clear();
     }
@@ -775,6 +787,14 @@ mod tests {
         assert_eq!(
             s.errors["delivery nothing waited for (late or duplicate)"],
             1
+        );
+        assert_eq!(s.failed, 2, "the refused one and the lost one, once each");
+        l.open(5, t0, true, 0, t0, &mut s);
+        l.abandon(&mut s);
+        assert_eq!(
+            (s.timeouts, s.failed),
+            (2, 2),
+            "cut short by a stop: a timeout, not a failed call"
         );
     }
 

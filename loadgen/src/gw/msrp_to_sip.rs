@@ -352,6 +352,7 @@ impl Flow for MsrpToSip {
             // Nothing can carry it; counted as a call that was not sent.
             if measured {
                 self.net.stats.calls += 1;
+                self.net.stats.failed += 1;
             }
             self.net.stats.error("session down: SEND not sent");
             return;
