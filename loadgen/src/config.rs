@@ -177,7 +177,10 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 64)]
     pub body_size: usize,
     /// park-expire: the server's repository expiry; subtracted from the 408 latency and sent as
-    /// `Expires:` on the parked MESSAGE.
+    /// `Expires:` on the parked MESSAGE (whole seconds). sipshard does not read that header: it
+    /// keeps an item `[repo] expire` seconds (180 in docs/examples/siprepo.toml), so start it
+    /// with `--repo-expire` set to this (`--repo-expire 1` for the default 1s), or every call
+    /// times out.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub expire: Duration,
     /// park-pull: method of the trigger request.

@@ -397,6 +397,16 @@ pub fn failure_line(s: &Summary, max: u64) -> Option<String> {
         let more = if errors.len() > 3 { ", ..." } else { "" };
         let _ = write!(line, "; errors: {}{more}", shown.join(", "));
     }
+    let expiries_lost = s
+        .metrics
+        .iter()
+        .any(|m| m.name == "expire" && m.timeouts > 0);
+    if s.scenario == "park-expire" && expiries_lost {
+        // The usual cause, and not one the numbers show: sipshard ignores the MESSAGE's Expires.
+        line.push_str(
+            "; park-expire: is the server's expiry --expire? (sipshard: serve --repo-expire SECS)",
+        );
+    }
     Some(line)
 }
 

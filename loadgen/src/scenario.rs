@@ -20,12 +20,15 @@ pub enum ScenarioKind {
     /// MESSAGE parked (202 + X-Repo-Msgid), then a trigger carrying X-Pull-CallID/X-Pull-Msgid
     /// (200), and `200 Pulled` for the parked MESSAGE at the original socket.
     ParkPull,
-    /// MESSAGE parked (202), then 408 at the original socket when the repository expires it.
+    /// MESSAGE parked (202), then 408 at the original socket when the repository expires it
+    /// after --expire. Against sipshard: `sipshard serve --repo-expire N` with N = --expire in
+    /// seconds, since it keeps items `[repo] expire` (180 s in the example config) whatever the
+    /// MESSAGE's Expires says.
     ParkExpire,
     /// INVITE / 200 / ACK / BYE / 200, with SDP.
     Invite,
     /// Through the SIP/MSRP gateway: MESSAGEs from SIP users delivered as SENDs to MSRP users
-    /// the load generator also plays ([`crate::gw`]).
+    /// the load generator also plays (loadgen/src/gw).
     GwSipToMsrp,
     /// Through the gateway: SENDs from MSRP users delivered as MESSAGEs to SIP users.
     GwMsrpToSip,

@@ -78,6 +78,24 @@ fn a_run_whose_calls_fail_exits_1_unless_max_failures_allows_them() {
         let out = load(target, &["--timeout", "300ms", "--max-failures", "20"]);
         assert_eq!(out.status.code(), Some(0), "{target}: {}", text(&out));
     }
+    // A ramp at which no rate meets the SLO (every call a timeout) is 1 as well.
+    let out = load(
+        &silent_addr,
+        &[
+            "--ramp",
+            "100:100:200",
+            "--duration",
+            "200ms",
+            "--timeout",
+            "200ms",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no rate met the SLO"),
+        "{}",
+        text(&out)
+    );
     drop(silent);
     // Over TCP nothing can be sent at all: the tool cannot run, which is 2, not 1.
     let refused = std::net::TcpListener::bind("127.0.0.1:0")
@@ -117,11 +135,33 @@ fn runs_against_sipshard_exit_0_and_a_park_that_never_expires_exits_1() {
         ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("timeouts: expire 20"),
+        err.contains("timeouts: expire 20") && err.contains("--repo-expire"),
         "{}",
         text(&out)
     );
+    // --help says what the server needs.
+    let help = command("sipshard-load").arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let park_expire = help
+        .lines()
+        .find(|l| l.contains("park-expire:"))
+        .expect("park-expire in --help");
+    assert!(park_expire.contains("--repo-expire"), "{park_expire}");
+    // A ramp against it that meets its SLO exits 0 too.
+    let out = load(
+        &target,
+        &[
+            "--ramp",
+            "100:100:200",
+            "--duration",
+            "200ms",
+            "--slo",
+            "1s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
 #[test]
