@@ -706,7 +706,7 @@ impl Engine {
         if ok {
             return Ok(());
         }
-        // The first request's refusals are counted by kind in next_step.
+        // The first request's refusals are counted by kind in next_step; a BYE is never here.
         Err(match step {
             Step::First | Step::Bye => "",
             Step::Trigger => "trigger not answered 2xx",
