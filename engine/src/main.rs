@@ -2,6 +2,7 @@
 //! inspects messages.
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use serde_json::Value;
 use sipshard::inspect::{self, Options};
 use sipshard::runtime::{self, RuntimeSpec, ShardTuning};
 use sipshard_core::config::{self, Overrides};
@@ -144,12 +145,14 @@ fn run_ctl(control: SocketAddr, token: Option<&str>, method: &str, params: &[Str
     };
     match sipshard::control::call(control, token, method, params) {
         Ok(v) => {
-            // The configuration reads as the TOML it is, not as one escaped JSON string.
-            let text = match (method, v.get("config").and_then(|c| c.as_str())) {
-                ("config.show", Some(toml)) => format!(
+            // The configuration reads as the TOML it is and a latency distribution as the
+            // .hgrm it is (for `sipshard-load report`), not as one escaped JSON string.
+            let text = match (method, v.get("config"), v.get("hgrm")) {
+                ("config.show", Some(Value::String(toml)), _) => format!(
                     "# generation {}\n{toml}",
                     v.get("generation").cloned().unwrap_or_default()
                 ),
+                ("shard.latency", _, Some(Value::String(hgrm))) => hgrm.clone(),
                 _ => serde_json::to_string_pretty(&v).unwrap_or_default() + "\n",
             };
             // A reader that stops early (`| head`) is not an error of ours.

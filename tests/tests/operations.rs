@@ -267,3 +267,75 @@ fn the_example_405_says_which_methods_are_allowed() {
         "RFC 3261 §21.4.6"
     );
 }
+
+/// How many values a `.hgrm` text holds (its last row's total count).
+fn hgrm_count(text: &str) -> u64 {
+    let rows = sipshard_core::hgrm::parse_hgrm(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    rows.last().map_or(0, |r| r.total_count)
+}
+
+#[test]
+fn the_servers_own_latency_is_a_hgrm_the_load_generator_reads() {
+    let srv = Server::start(&examples().join("siprepo.toml"), &["--shards", "2"]);
+    let dir = std::env::temp_dir().join(format!("sipshard-latency-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = dir.join("client");
+    let out = command("sipshard-load")
+        .arg(srv.udp.to_string())
+        .args([
+            "--scenario",
+            "message",
+            "--rate",
+            "400",
+            "--requests",
+            "200",
+            "-q",
+        ])
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let c = sipshard_tests::UdpClient::new(srv.udp);
+    for i in 0..10 {
+        c.send_request("OPTIONS", &format!("lat-{i}"), 1, "");
+        assert_eq!(c.recv().code, 405);
+    }
+    // Every message, on whichever shard owned it, once.
+    let (status, all, err) = ctl(&srv, &["shard.latency"]);
+    assert_eq!(status, 0, "{err}");
+    assert_eq!(hgrm_count(&all), 210, "{all}");
+    let (_, message, _) = ctl(&srv, &["shard.latency", "kind=message"]);
+    assert_eq!(hgrm_count(&message), 200);
+    let (_, other, _) = ctl(&srv, &["shard.latency", "kind=request"]);
+    assert_eq!(hgrm_count(&other), 10);
+    let (status, _, err) = ctl(&srv, &["shard.latency", "kind=nope"]);
+    assert!(status == 1 && err.contains("unknown kind `nope`"), "{err}");
+    // Beside the client's run, in one report.
+    let file = dir.join("server-message.hgrm");
+    std::fs::write(&file, &message).unwrap();
+    let out = command("sipshard-load")
+        .arg("report")
+        .arg(&run)
+        .arg(&file)
+        .arg("--svg")
+        .arg(dir.join("both.svg"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("server-message "))
+        .unwrap_or_else(|| panic!("{table}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[5], "200", "{table}");
+    // reset=true starts over.
+    let (status, _, _) = ctl(&srv, &["shard.latency", "reset=true"]);
+    assert_eq!(status, 0);
+    let (_, after, _) = ctl(&srv, &["shard.latency"]);
+    assert_eq!(hgrm_count(&after), 0, "{after}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -181,11 +181,14 @@ async fn connection(shard: Rc<Shard>, conn: MsrpConn, writer: Writer, stream: Tc
 }
 
 async fn received(shard: &Rc<Shard>, conn: MsrpConn, frame: Vec<u8>) {
+    let started = std::time::Instant::now();
     let mut outs = Vec::new();
-    shard
-        .core
-        .borrow_mut()
-        .on_msrp_frame(shard.now_ms(), conn, frame, &mut outs);
+    {
+        let mut core = shard.core.borrow_mut();
+        if core.on_msrp_frame(shard.now_ms(), conn, frame, &mut outs) {
+            core.record_processing(started.elapsed().as_nanos() as u64);
+        }
+    }
     shard.perform(outs, Caller::Input(None)).await;
 }
 

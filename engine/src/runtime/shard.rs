@@ -217,15 +217,17 @@ impl Shard {
     pub(super) async fn received(self: &Rc<Self>, bytes: Vec<u8>, rx: RxContext) {
         let started = Instant::now();
         let mut outs = Vec::new();
-        let here = {
+        {
             let mut core = self.core.borrow_mut();
-            match rx.transport {
+            let here = match rx.transport {
                 Transport::Udp => core.on_datagram(self.now_ms(), bytes, rx, &mut outs),
                 Transport::Tcp => core.on_stream_message(self.now_ms(), bytes, rx, &mut outs),
+            };
+            if here {
+                let ns = started.elapsed().as_nanos() as u64;
+                self.stats.processing(ns);
+                core.record_processing(ns);
             }
-        };
-        if here {
-            self.stats.processing(started.elapsed().as_nanos() as u64);
         }
         self.perform(outs, Caller::Input(rx.conn)).await;
     }
@@ -236,10 +238,13 @@ impl Shard {
             MeshMsg::Work(work) => {
                 let started = Instant::now();
                 let mut outs = Vec::new();
-                self.core
-                    .borrow_mut()
-                    .on_work(self.now_ms(), work, &mut outs);
-                self.stats.processing(started.elapsed().as_nanos() as u64);
+                {
+                    let mut core = self.core.borrow_mut();
+                    core.on_work(self.now_ms(), work, &mut outs);
+                    let ns = started.elapsed().as_nanos() as u64;
+                    self.stats.processing(ns);
+                    core.record_processing(ns);
+                }
                 self.perform(outs, Caller::Mesh).await;
             }
             MeshMsg::TcpWrite { conn, bytes } => self.write_local(conn, bytes, false).await,

@@ -148,6 +148,13 @@ pub enum Effect {
         /// Its `$gw(...)` fields.
         fields: EventFields,
     },
+    /// A message was delivered across the gateway this long after it arrived.
+    Delivered {
+        /// Which way it went.
+        kind: crate::shard::latency::LatencyKind,
+        /// Its arrival to the far side's confirmation.
+        after_ms: u64,
+    },
 }
 
 /// The fields of a gateway event (`$gw(name)`).
@@ -193,6 +200,8 @@ enum TxUse {
 /// An MSRP message sent on as a SIP MESSAGE, until its final response.
 #[derive(Debug)]
 struct Inbound {
+    /// When the message was whole.
+    received_ms: u64,
     msrp_id: Box<[u8]>,
     message_id: Vec<u8>,
     total: u64,

@@ -68,6 +68,8 @@ pub(crate) struct Pending {
     /// The MESSAGE's Call-ID (`$gw(msgid)` when it fails).
     pub call_id: Box<[u8]>,
     pub settle: Settle,
+    /// When the MESSAGE arrived, for its delivery time.
+    pub received_ms: u64,
 }
 
 /// Our 2xx to the MSRP user's INVITE, retransmitted until its ACK (RFC 3261 §13.3.1.4).

@@ -228,6 +228,14 @@ fn a_message_sets_up_a_session_and_is_delivered_as_a_send_answered_202_at_once()
         })
         .sum();
     assert_eq!(delivered, 1);
+    // Its delivery time, on the virtual clock (nothing advanced it), is in shard.latency.
+    let lat = h
+        .control(
+            "shard.latency",
+            serde_json::json!({ "kind": "gw_sip_to_msrp" }),
+        )
+        .unwrap();
+    assert_eq!(lat["count"], 1, "{lat}");
     // A second MESSAGE for the same key goes straight out on the session.
     h.datagram(1, addr(ALICE), &message("m2", "again", ""));
     let sent = h.take_sent();

@@ -7,6 +7,7 @@
 //! shard), feeds the result back, and takes the merged answer at the end.
 
 use super::boundary::Out;
+use super::latency::LatencyKind;
 use super::ownership::Ownership;
 use super::{Cx, ShardCore};
 use serde_json::{json, Value};
@@ -230,6 +231,37 @@ pub static METHODS: &[Method] = &[
         },
     },
     Method {
+        name: "shard.latency",
+        help: "the server's own latency distribution over every shard, as a .hgrm percentile table in ms (what sipshard-load report reads): processing time of every message (kind=all), or of one kind (message, invite, request, response, rejected, remote, msrp), or the gateway's delivery time (gw_sip_to_msrp, gw_msrp_to_sip); reset=true starts over after reading",
+        params: &[
+            optional("kind", Kind::Str, "all"),
+            optional("reset", Kind::Bool, "false"),
+        ],
+        scope: Scope::EachShard(merge_latency),
+        run: |core, _, params, _| {
+            let kind = params.get("kind").and_then(Value::as_str).unwrap_or("all");
+            let kinds: Vec<LatencyKind> = if kind == "all" {
+                LatencyKind::ALL
+                    .into_iter()
+                    .filter(|k| k.is_processing())
+                    .collect()
+            } else {
+                vec![LatencyKind::named(kind).ok_or_else(|| {
+                    let names: Vec<&str> = LatencyKind::ALL.iter().map(|k| k.name()).collect();
+                    RpcError::invalid_params(format!(
+                        "unknown kind `{kind}` (kinds: all, {})",
+                        names.join(", ")
+                    ))
+                })?]
+            };
+            let v = core.latency.to_json(&kinds);
+            if params.get("reset").and_then(Value::as_bool) == Some(true) {
+                core.latency.reset();
+            }
+            Ok(v)
+        },
+    },
+    Method {
         name: "repo.list",
         help: "a page of stored items; the answer's `next` is the cursor of the next page",
         params: &[CURSOR, LIMIT_PAGE],
@@ -428,6 +460,29 @@ fn page_params(params: &Value) -> (u64, u64) {
         .unwrap_or(100)
         .clamp(1, 1000);
     (cursor, limit)
+}
+
+/// Merges the shards' `shard.latency` lists into one distribution, rendered as `.hgrm` text
+/// in milliseconds (values are recorded in microseconds).
+fn merge_latency(parts: Vec<Value>) -> Value {
+    let mut kinds: Vec<String> = Vec::new();
+    let mut lists: Vec<&Value> = Vec::new();
+    for p in &parts {
+        for (k, v) in p.as_object().into_iter().flatten() {
+            if !kinds.contains(k) {
+                kinds.push(k.clone());
+            }
+            lists.push(v);
+        }
+    }
+    let h = super::latency::merge(&lists);
+    let mut text = Vec::new();
+    let _ = crate::hgrm::write_hgrm(&h, 1000.0, &mut text);
+    json!({
+        "kinds": kinds,
+        "count": h.len(),
+        "hgrm": String::from_utf8_lossy(&text),
+    })
 }
 
 /// Sums every numeric field of the shards' results (but `shard`) and lists the parts.

@@ -4,6 +4,7 @@
 //! routes). The sessions themselves live in [`crate::gateway::Gateway`].
 
 use super::boundary::{Out, RemoteOp, Token, Work};
+use super::latency::LatencyKind;
 use super::{Cx, ShardCore};
 use crate::gateway::{self, Effect, EventFields, Gateway, GwOp, Io, SipReply};
 use crate::msrp::endpoint::session_id_of;
@@ -66,6 +67,7 @@ impl ShardCore {
             });
             return false;
         }
+        self.latency.set_kind(LatencyKind::Msrp);
         self.with_config(now_ms, |core, cx| {
             core.with_gw(cx, outs, |gw, io| gw.on_msrp_frame(conn, &bytes, io))
         });
@@ -179,6 +181,9 @@ impl ShardCore {
                         }
                     }
                     Effect::Event { event, fields } => self.run_gw_event(cx, event, &fields, outs),
+                    Effect::Delivered { kind, after_ms } => {
+                        self.latency.record_delivery(kind, after_ms)
+                    }
                 }
             }
         }

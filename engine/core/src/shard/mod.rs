@@ -25,6 +25,7 @@ mod gateway;
 pub mod harness;
 mod host;
 mod ingress;
+pub mod latency;
 pub mod ownership;
 pub mod remote;
 pub mod repository;
@@ -46,6 +47,7 @@ use crate::route::{LogLevel, UidGen};
 use crate::sip_write::ToTags;
 use crate::transaction::{Timers, Transactions, TxEvent};
 use crate::transport::{RxContext, Transport};
+use latency::LatencyKind;
 use remote::RemoteOps;
 use repository::RepoService;
 use sipshard_parser::sip::{FrameError, EMPTY_HEADER};
@@ -83,6 +85,8 @@ pub struct ShardCore {
     gw_generation: u64,
     /// What the gateway asked for and the core has not done yet.
     effects: Vec<crate::gateway::Effect>,
+    /// This shard's latency distributions (`ctl shard.latency`).
+    latency: latency::Latency,
 }
 
 impl ShardCore {
@@ -106,6 +110,7 @@ impl ShardCore {
             gateway: None,
             gw_generation: 0,
             effects: Vec::new(),
+            latency: latency::Latency::default(),
             repo,
             listen,
             stats,
@@ -159,8 +164,15 @@ impl ShardCore {
         ingress::framing_error_reply(buf, e, &mut self.tags)
     }
 
+    /// The time the driver measured for the call that just returned (a message, work from
+    /// another shard, an MSRP frame), recorded under what that call processed.
+    pub fn record_processing(&mut self, ns: u64) {
+        self.latency.record_processing(ns);
+    }
+
     /// Work from another shard or a task queue.
     pub fn on_work(&mut self, now_ms: u64, work: Work, outs: &mut Vec<Out>) {
+        self.latency.set_kind(LatencyKind::Remote);
         self.with_config(now_ms, |core, cx| match work {
             Work::Sip { bytes, rx } => {
                 core.stats.forwarded_in.fetch_add(1, Relaxed);
@@ -321,10 +333,17 @@ impl ShardCore {
 
     fn handle_sip(&mut self, cx: Cx<'_>, bytes: &[u8], rx: RxContext, outs: &mut Vec<Out>) {
         let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+        self.latency.set_kind(LatencyKind::Rejected);
         let Some(msg) = ingress::admit(bytes, &mut headers, &rx, &mut self.tags, &self.stats, outs)
         else {
             return;
         };
+        self.latency.set_kind(match msg.method() {
+            None => LatencyKind::Response,
+            Some(b"MESSAGE") => LatencyKind::Message,
+            Some(b"INVITE") => LatencyKind::Invite,
+            Some(_) => LatencyKind::Request,
+        });
         let program = &cx.loaded.program;
         if msg.is_request() {
             if self.gateway.is_some() && self.gw_request(cx, &msg, rx, outs) {

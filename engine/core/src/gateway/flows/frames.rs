@@ -107,6 +107,7 @@ impl Gateway {
                         sess.last_msrp_ms = io.now_ms;
                     }
                     let inb = Inbound {
+                        received_ms: io.now_ms,
                         msrp_id: session.into(),
                         message_id,
                         total: body.len() as u64,
@@ -214,6 +215,10 @@ impl Gateway {
     pub(super) fn report_inbound(&mut self, inb: &Inbound, sip_code: u16, io: &mut Io<'_>) {
         if (200..300).contains(&sip_code) {
             self.stats.gw_delivered.fetch_add(1, Relaxed);
+            io.effects.push(Effect::Delivered {
+                kind: LatencyKind::GwMsrpToSip,
+                after_ms: io.now_ms.saturating_sub(inb.received_ms),
+            });
         } else {
             self.stats.gw_failed.fetch_add(1, Relaxed);
         }

@@ -28,6 +28,7 @@ use crate::route::{
     GwEvent, MsgToMsrpResult, MsrpAnswerResult, ReplyMode, SendMessage, SendMessageResult,
 };
 use crate::sdp::{self, Setup};
+use crate::shard::latency::LatencyKind;
 use crate::shard::{Out, Token};
 use crate::sip_write::{self, reason_phrase, Request};
 use crate::transaction::{Hop, TxEvent, TxId};
@@ -214,6 +215,10 @@ fn settle(
     if p.settle != Settle::Answered {
         if ok {
             stats.gw_delivered.fetch_add(1, Relaxed);
+            io.effects.push(Effect::Delivered {
+                kind: LatencyKind::GwSipToMsrp,
+                after_ms: io.now_ms.saturating_sub(p.received_ms),
+            });
         } else {
             stats.gw_failed.fetch_add(1, Relaxed);
         }

@@ -62,6 +62,7 @@ impl Gateway {
         let pending = Pending {
             call_id: m.call_id.into(),
             settle,
+            received_ms: io.now_ms,
         };
         let sess = self.sessions.get_mut(&key).expect("made above");
         sess.last_sip_ms = io.now_ms;
