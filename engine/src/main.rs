@@ -213,7 +213,9 @@ fn run_serve(args: ServeArgs) -> ExitCode {
                     cpu: t.core,
                     udp_batch: t.udp_batch as usize,
                     sockets: (
-                        t.socket_recv_buffer.map_or(0, |b| b.bytes() as usize),
+                        t.socket_recv_buffer
+                            .unwrap_or(config::defaults::SOCKET_RECV_BUFFER)
+                            .bytes() as usize,
                         t.socket_send_buffer.map_or(0, |b| b.bytes() as usize),
                     ),
                     spin_before_park: t.spin_before_park.unwrap_or(Duration::ZERO),

@@ -486,3 +486,36 @@ fn a_flood_of_malformed_requests_over_tcp_gets_the_rfc_answers() {
         "descriptors left open"
     );
 }
+
+/// What the kernel drops at a full socket is counted, per shard: with a receive buffer far too
+/// small for a burst, every datagram sent is either received or counted as dropped.
+#[test]
+fn datagrams_dropped_at_a_full_socket_are_counted() {
+    let srv = Server::start(
+        &examples().join("siprepo.toml"),
+        &["--shards", "2", "--socket-recv-buffer", "1KiB"],
+    );
+    let c = UdpClient::new(srv.udp);
+    let sent = 20_000u64;
+    let m = request("OPTIONS", "burst", 1, "UDP 127.0.0.1:9", "", "");
+    for _ in 0..sent {
+        c.send(&m);
+    }
+    let counted = |srv: &Server| {
+        let m = srv.metrics();
+        (
+            metric_sum(&m, "sipshard_received_total"),
+            metric_sum(&m, "sipshard_udp_drops_total"),
+        )
+    };
+    let settled = wait_until(20, || {
+        let (received, dropped) = counted(&srv);
+        received + dropped == sent
+    });
+    let (received, dropped) = counted(&srv);
+    assert!(
+        settled,
+        "received {received} + dropped {dropped} != sent {sent}"
+    );
+    assert!(dropped > 0, "a 1 KiB buffer took a burst of {sent}");
+}

@@ -179,6 +179,8 @@ pub fn run(
         .map(|_| Arc::new(ShardStats::default()))
         .collect();
     let all_conns = Arc::new(AtomicU64::new(0));
+    // (shard, inode) of every UDP socket, for the drops the kernel counts on each.
+    let udp_inodes: Arc<std::sync::Mutex<Vec<(usize, u64)>>> = Arc::default();
     let started_unix_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
@@ -218,6 +220,14 @@ pub fn run(
                 v
             }
         };
+        for (s, &(t, _)) in sockets.iter().zip(&listen) {
+            if let (Transport::Udp, Some(ino)) = (t, net::inode(s)) {
+                udp_inodes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((id, ino));
+            }
+        }
         let msrp_sockets: Vec<socket2::Socket> = match msrp_first.take() {
             Some(s) => s,
             None => msrp_listen
@@ -237,6 +247,7 @@ pub fn run(
         let stop = stop.clone();
         let all_stats = stats.clone();
         let all_conns = all_conns.clone();
+        let udp_inodes = udp_inodes.clone();
         let ready_tx = ready_tx.clone();
         let listen = listen.clone();
         let h = builder
@@ -353,6 +364,7 @@ pub fn run(
                         shard: shard.clone(),
                         all_stats: all_stats.clone(),
                         started_unix_s,
+                        udp_inodes: udp_inodes.clone(),
                     });
                     let access = Rc::new(spec.control_access.clone());
                     glommio::spawn_local(crate::control::serve(l, handler, access)).detach();

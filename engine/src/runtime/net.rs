@@ -9,10 +9,59 @@ use std::net::SocketAddr;
 /// Socket options applied to every listening socket.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SocketOptions {
-    /// SO_RCVBUF in bytes (0: kernel default).
+    /// SO_RCVBUF of UDP sockets in bytes (0: kernel default). TCP sockets keep the kernel's
+    /// autotuning, which a fixed SO_RCVBUF would turn off.
     pub recv_buffer: usize,
     /// SO_SNDBUF in bytes (0: kernel default).
     pub send_buffer: usize,
+}
+
+/// Whether the warning about a capped receive buffer was logged (once per process: every
+/// shard binds every address).
+static RCVBUF_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Gives a UDP socket a receive buffer of `want` bytes, so that a burst (or a stall of the
+/// shard, ~10 ms) is queued instead of dropped. Above `net.core.rmem_max` SO_RCVBUF is capped;
+/// SO_RCVBUFFORCE goes past it when the process may (CAP_NET_ADMIN). When neither gets there,
+/// one warning names the sysctl. Returns the size the kernel gave (it doubles what it is
+/// asked, for its bookkeeping, and reports that).
+fn size_recv_buffer(s: &socket2::Socket, addr: SocketAddr, want: usize) -> io::Result<usize> {
+    s.set_recv_buffer_size(want)?;
+    let mut got = s.recv_buffer_size()?;
+    if got < want.saturating_mul(2) && force_recv_buffer(s, want) {
+        got = s.recv_buffer_size()?;
+    }
+    if got < want.saturating_mul(2)
+        && !RCVBUF_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::warn!(
+            "the receive buffer of udp {addr} is {} KiB, under the {} KiB asked \
+             (socket_recv_buffer): the kernel caps it at net.core.rmem_max; a burst beyond it \
+             is dropped (sipshard_udp_drops_total); raise it with \
+             `sysctl -w net.core.rmem_max={want}`",
+            got / 2 / 1024,
+            want / 1024
+        );
+    }
+    Ok(got)
+}
+
+/// SO_RCVBUFFORCE: whether the kernel took it (it needs CAP_NET_ADMIN).
+#[allow(unsafe_code)]
+fn force_recv_buffer(s: &socket2::Socket, want: usize) -> bool {
+    use std::os::fd::AsRawFd;
+    let v = libc::c_int::try_from(want).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid socket descriptor we own, an int option value that outlives the call,
+    // and its size.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
 }
 
 fn new_socket(
@@ -32,8 +81,8 @@ fn new_socket(
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
-    if opts.recv_buffer > 0 {
-        s.set_recv_buffer_size(opts.recv_buffer)?;
+    if opts.recv_buffer > 0 && ty == socket2::Type::DGRAM {
+        size_recv_buffer(&s, addr, opts.recv_buffer)?;
     }
     if opts.send_buffer > 0 {
         s.set_send_buffer_size(opts.send_buffer)?;
@@ -89,6 +138,28 @@ pub fn bind_error(e: io::Error, what: &str, addr: SocketAddr, setting: &str) -> 
 
 /// Where the SIP listen addresses come from, for [`bind_error`].
 const LISTEN_SETTING: &str = "[server] listen, --listen, --port";
+
+/// The inode of a socket, which names it in `/proc/net/udp`.
+pub fn inode(s: &socket2::Socket) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/self/fd/{}", s.as_raw_fd()))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// Datagrams the kernel dropped per socket inode (its receive buffer was full), from the text
+/// of `/proc/net/udp` or `/proc/net/udp6`: the `inode` and `drops` columns.
+pub fn udp_drops(proc_net_udp: &str) -> Vec<(u64, u64)> {
+    proc_net_udp
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f.get(9)?.parse().ok()?, f.get(12)?.parse().ok()?))
+        })
+        .collect()
+}
 
 /// Binds a UDP socket with SO_REUSEPORT.
 pub fn bind_udp(addr: SocketAddr, opts: &SocketOptions) -> io::Result<socket2::Socket> {
@@ -179,6 +250,44 @@ fn resolve_ports_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drops_are_read_by_inode() {
+        let text = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+ 1234: 0100007F:13C4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 55501 2 0000000000000000 17\n\
+ 1235: 0100007F:13C4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 55502 2 0000000000000000 0\n";
+        assert_eq!(udp_drops(text), [(55501, 17), (55502, 0)]);
+        // A socket of ours is found by its inode.
+        let s = bind_udp("127.0.0.1:0".parse().unwrap(), &SocketOptions::default()).unwrap();
+        let ino = inode(&s).unwrap();
+        let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+        assert!(udp_drops(&table).iter().any(|&(i, d)| i == ino && d == 0));
+    }
+
+    #[test]
+    fn udp_receive_buffers_get_what_is_asked_or_a_warning() {
+        // Past the usual net.core.rmem_max (208 KiB): given where the process may force it
+        // (or rmem_max allows), else warned about.
+        let want = 1 << 20;
+        let opts = SocketOptions {
+            recv_buffer: want,
+            send_buffer: 0,
+        };
+        let s = bind_udp("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        let got = s.recv_buffer_size().unwrap();
+        assert!(
+            got >= 2 * want || RCVBUF_WARNED.load(std::sync::atomic::Ordering::Relaxed),
+            "{got}"
+        );
+        // TCP sockets keep the kernel's autotuning.
+        let t = bind_tcp("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        let plain =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        assert_eq!(
+            t.recv_buffer_size().unwrap(),
+            plain.recv_buffer_size().unwrap()
+        );
+    }
 
     #[test]
     fn port_zero_resolves_once_per_ip() {
