@@ -125,7 +125,7 @@ fn a_flood_of_ten_times_the_repository_limits_is_answered_503_and_passes() {
     let stats = all_shards_answer(&srv);
     assert_eq!(stats["items"].as_u64().unwrap() as usize, stored);
     let m = srv.metrics();
-    assert_eq!(metric_sum(&m, "sipshard_full_total") as usize, full);
+    assert_eq!(metric_sum(&m, "sipshard_repo_full_total") as usize, full);
     assert!(
         rss_kib(srv.pid()) < rss0 + RSS_GROWTH_KIB,
         "RSS {} KiB from {rss0}",

@@ -197,9 +197,12 @@ fn items_spread_over_shards_and_stats_agree() {
         );
     }
     let m = srv.metrics();
-    assert_eq!(metric_sum(&m, "sipshard_stored_total"), n as u64);
-    assert_eq!(metric_sum(&m, "sipshard_pulled_total"), (n / 4) as u64);
-    assert_eq!(metric_sum(&m, "sipshard_removed_total"), (n / 4) as u64);
+    assert_eq!(metric_sum(&m, "sipshard_repo_stored_total"), n as u64);
+    assert_eq!(metric_sum(&m, "sipshard_repo_pulled_total"), (n / 4) as u64);
+    assert_eq!(
+        metric_sum(&m, "sipshard_repo_removed_total"),
+        (n / 4) as u64
+    );
     assert_eq!(metric_sum(&m, "sipshard_repo_items"), (n / 2) as u64);
     // Every request was received once by some shard's socket.
     let requests = n + n / 4;
@@ -500,8 +503,8 @@ fn async_pull_runs_in_its_task_queue_group() {
     );
     assert_eq!(trigger.recv().code, 404);
     let m = srv.metrics();
-    assert_eq!(metric_sum(&m, "sipshard_async_queued_total"), 8);
-    assert_eq!(metric_sum(&m, "sipshard_pulled_total"), 8);
+    assert_eq!(metric_sum(&m, "sipshard_repo_async_queued_total"), 8);
+    assert_eq!(metric_sum(&m, "sipshard_repo_pulled_total"), 8);
     drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
 }

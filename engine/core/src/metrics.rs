@@ -39,7 +39,7 @@ counters! {
     received_bytes: "bytes of SIP messages received",
     forwarded_out: "messages this shard moved to their owning shard",
     forwarded_in: "messages other shards moved to this shard",
-    cross_shard_ops: "repository operations sent to the shard owning their Call-ID (and answers)",
+    cross_shard_ops: "operations (repository, gateway) sent to the shard owning their key, and answers",
     remote_timeouts: "route runs dropped because another shard's answer never came",
     mesh_dropped: "messages to another shard dropped because its outbox was full",
     sent: "messages sent",
@@ -132,10 +132,13 @@ pub fn render_prometheus(shards: &[std::sync::Arc<ShardStats>]) -> String {
     for (i, (name, help, _)) in first.counters().into_iter().enumerate() {
         // Gauges say so in their help text; the rest only ever grow.
         let gauge = help.ends_with("(gauge)");
-        let metric = match (gauge, name) {
-            (true, "items" | "bytes") => format!("sipshard_repo_{name}"),
-            (true, _) => format!("sipshard_{name}"),
-            (false, _) => format!("sipshard_{name}_total"),
+        // The repository's own say so in their names, as its gauges do.
+        let repo = help.starts_with("repository");
+        let metric = match (gauge, repo) {
+            (true, true) => format!("sipshard_repo_{name}"),
+            (true, false) => format!("sipshard_{name}"),
+            (false, true) => format!("sipshard_repo_{name}_total"),
+            (false, false) => format!("sipshard_{name}_total"),
         };
         let _ = writeln!(out, "# HELP {metric} {help}");
         let _ = writeln!(
@@ -208,7 +211,7 @@ mod tests {
         a.parse_error("version");
         a.processing(3_000);
         let text = render_prometheus(&[a, b]);
-        assert!(text.contains("sipshard_stored_total{shard=\"0\"} 3"));
+        assert!(text.contains("sipshard_repo_stored_total{shard=\"0\"} 3"));
         assert!(text.contains("sipshard_repo_items{shard=\"1\"} 7"));
         assert!(text.contains("sipshard_parse_errors_total{shard=\"0\",reason=\"version\"} 1"));
         assert!(text.contains("sipshard_processing_seconds_count{shard=\"0\"} 1"));
