@@ -15,6 +15,7 @@
 //! - [`responder`]: a stand-in server for tests and trials.
 //! - [`peer`]: the gateway's far ends for tests: a SIP user agent and an MSRP endpoint.
 //! - [`gw`]: the gateway scenarios, in which the load generator plays both far ends.
+//! - [`soak`]: `sipshard-soak`, exactly one outcome per parked message over a long run.
 
 #![warn(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod responder;
 pub mod run;
 pub mod scenario;
 pub mod schedule;
+pub mod soak;
 pub mod stats;
 pub mod svg;
 pub mod tcp;
