@@ -93,6 +93,8 @@ fn tcp_park_pull_answers_on_the_original_connection() {
     assert_eq!(udp.recv().code, 200);
     let p = parker.recv().unwrap();
     assert_eq!((p.code, p.cseq.as_str()), (200, "4 MESSAGE"));
+    // Every answer counts as sent, over TCP as over UDP: 7 on the connections, 1 datagram.
+    assert_eq!(metric_sum(&srv.metrics(), "sipshard_sent_total"), 8);
 }
 
 #[test]

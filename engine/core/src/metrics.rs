@@ -42,7 +42,7 @@ counters! {
     cross_shard_ops: "operations (repository, gateway) sent to the shard owning their key, and answers",
     remote_timeouts: "route runs dropped because another shard's answer never came",
     mesh_dropped: "messages to another shard dropped because its outbox was full",
-    sent: "messages sent",
+    sent: "SIP messages sent: datagrams sent, and messages queued on their TCP connection",
     send_errors: "sends that failed",
     dropped_responses: "malformed responses dropped",
     stored: "repository push: stored",

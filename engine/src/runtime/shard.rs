@@ -108,7 +108,7 @@ impl Shard {
                 }
                 Out::Stream { conn, bytes } => {
                     if usize::from(conn.shard) == self.id {
-                        self.write_local(conn, bytes, reader == Some(conn)).await;
+                        self.write_message(conn, bytes, reader == Some(conn)).await;
                     } else {
                         let msg = MeshMsg::TcpWrite { conn, bytes };
                         self.to_shard(usize::from(conn.shard), msg, caller).await;
@@ -191,7 +191,17 @@ impl Shard {
 
     /// Queues bytes on a connection this shard reads; with `wait`, first waits for room in its
     /// queue (only the connection's own reader may).
-    pub(super) async fn write_local(&self, conn: ConnId, bytes: Vec<u8>, wait: bool) {
+    /// Queues a SIP message on a connection of this shard, counted as sent (as a datagram is)
+    /// when it was queued.
+    pub(super) async fn write_message(&self, conn: ConnId, bytes: Vec<u8>, wait: bool) {
+        if self.write_local(conn, bytes, wait).await {
+            self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues bytes on a connection of this shard; whether they were (else they were dropped
+    /// and counted in `send_errors`).
+    pub(super) async fn write_local(&self, conn: ConnId, bytes: Vec<u8>, wait: bool) -> bool {
         let queue = self.conns.borrow().get(&(conn.listen, conn.peer)).cloned();
         let queued = match queue {
             Some(q) => {
@@ -210,6 +220,7 @@ impl Shard {
             );
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
         }
+        queued
     }
 
     /// Hands a message read by this shard to the core, timing it when it is processed here
@@ -247,7 +258,7 @@ impl Shard {
                 }
                 self.perform(outs, Caller::Mesh).await;
             }
-            MeshMsg::TcpWrite { conn, bytes } => self.write_local(conn, bytes, false).await,
+            MeshMsg::TcpWrite { conn, bytes } => self.write_message(conn, bytes, false).await,
             MeshMsg::MsrpWrite { conn, bytes } => super::msrp::write(self, conn, bytes),
             MeshMsg::Control {
                 id,

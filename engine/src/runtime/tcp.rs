@@ -401,7 +401,7 @@ async fn serve(
                 Err(e) => {
                     let reply = shard.core.borrow_mut().on_framing_error(&buf, e);
                     if let Some(reply) = reply {
-                        shard.write_local(conn, reply, true).await;
+                        shard.write_message(conn, reply, true).await;
                     }
                     break 'conn;
                 }

@@ -535,9 +535,9 @@ fn server_checks(
                 ("sipshard_repo_items", 0),
                 ("sipshard_repo_bytes", 0),
                 ("sipshard_received_total", stats.requests),
-                // Datagrams only: what the server writes on TCP connections is not counted
-                // in it (engine/src/runtime/shard.rs), while received_total counts both.
-                ("sipshard_sent_total", stats.responses_udp),
+                // Every answer the server sent (datagrams, and messages queued on TCP
+                // connections) came back here.
+                ("sipshard_sent_total", stats.responses),
                 ("sipshard_remote_timeouts_total", 0),
                 ("sipshard_mesh_dropped_total", 0),
                 ("sipshard_send_errors_total", 0),
