@@ -434,9 +434,7 @@ impl TcpClient {
 
 /// How many files process `pid` has open.
 pub fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    sipshard_load::soak::sampler::fds(pid).unwrap_or(0) as usize
 }
 
 /// Polls `f` every 50 ms until it holds, for at most `secs` seconds; whether it held.
@@ -453,10 +451,7 @@ pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Sums a Prometheus metric over its label sets.
+/// Sums a Prometheus metric over its label sets (0 when it is not there).
 pub fn metric_sum(text: &str, name: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    sipshard_load::soak::control::metric_sum(text, name).unwrap_or(0)
 }

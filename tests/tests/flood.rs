@@ -18,12 +18,7 @@ use std::time::Duration;
 
 /// Resident memory of `pid`, in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    sipshard_load::soak::sampler::rss_kb(pid).unwrap_or(0)
 }
 
 /// The memory a flood may add to the server's resident set: the tables are bounded far below
