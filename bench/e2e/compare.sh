@@ -22,7 +22,9 @@ results.md / results.csv (medians over the repetitions) and overlay the latency 
 both servers at each rate with 'sipshard-load report' (svg/).
 
 Options (environment variable in brackets):
-  --servers LIST     servers to run, of: sipshard kamailio      [SERVERS] (both)
+  --servers LIST     servers to run, of: sipshard kamailio before sipshard-wN
+                     (before: \$BEFORE/sipshard, an older build with the same flags;
+                     sipshard-wN: this build with --udp-coalesce-us N) [SERVERS] (sipshard kamailio)
   --scenarios LIST   of: message park-pull                      [SCENARIOS] (both)
   --rates LIST       calls per second                           [RATES] ("5000 10000 20000")
   --duration D       measured time per run                      [DURATION] (10s)
@@ -35,6 +37,7 @@ Options (environment variable in brackets):
   --load-core N      CPU for the load    [LOAD_CORE] (the first allowed CPU)
   --no-pin           do not pin anything (automatic with a single allowed CPU)
   --port N           SIP port (UDP, and TCP for sipshard) [PORT] (0: a free port per start)
+  --before DIR       the older build's folder for server \`before\` [BEFORE]
   -h, --help         this text
 Binaries: \$BIN (target/release)/sipshard and sipshard-load (build them first:
 cargo build --release -p sipshard -p sipshard-load), \$KAMAILIO (kamailio), Kamailio shared
@@ -58,6 +61,7 @@ PORT=${PORT:-0}
 PIN=1
 BIN=${BIN:-$ROOT/target/release}
 KAMAILIO=${KAMAILIO:-kamailio}
+BEFORE=${BEFORE:-}
 KAM_SHM=${KAM_SHM:-1024}
 KAM_MEM=${KAM_MEM:-tlsf}
 
@@ -76,6 +80,7 @@ while [ $# -gt 0 ]; do
         --load-core) LOAD_CORE=$2; shift ;;
         --no-pin) PIN=0 ;;
         --port) PORT=$2; shift ;;
+        --before) BEFORE=$2; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "compare.sh: unknown argument '$1' (try -h)" >&2; exit 2 ;;
     esac
@@ -87,7 +92,8 @@ SIPSHARD=$BIN/sipshard
 KAMCFG=$ROOT/bench/kamailio/siprepo-htable.cfg
 for s in $SERVERS; do
     case $s in
-        sipshard) [ -x "$SIPSHARD" ] || { echo "compare.sh: $SIPSHARD missing (cargo build --release -p sipshard -p sipshard-load)" >&2; exit 1; } ;;
+        sipshard | sipshard-w[0-9]*) [ -x "$SIPSHARD" ] || { echo "compare.sh: $SIPSHARD missing (cargo build --release -p sipshard -p sipshard-load)" >&2; exit 1; } ;;
+        before) [ -x "${BEFORE:-}/sipshard" ] || { echo "compare.sh: server 'before' needs --before DIR holding an older sipshard" >&2; exit 1; } ;;
         kamailio) command -v "$KAMAILIO" >/dev/null || { echo "compare.sh: $KAMAILIO not found" >&2; exit 1; } ;;
         *) echo "compare.sh: unknown server '$s'" >&2; exit 2 ;;
     esac
@@ -121,11 +127,16 @@ start_server() {
     local server=$1 log=$2 cport
     SIP_PORT=$PORT
     [ "$SIP_PORT" != 0 ] || SIP_PORT=$(free_port)
+    local bin=$SIPSHARD extra=()
     case $server in
-        sipshard)
+        before) bin=$BEFORE/sipshard ;;
+        sipshard-w*) extra=(--udp-coalesce-us "${server#sipshard-w}") ;;
+    esac
+    case $server in
+        sipshard | sipshard-w* | before)
             cport=$(free_port)
-            "${SPIN[@]}" "$SIPSHARD" serve -c "$ROOT/docs/examples/siprepo.toml" --port "$SIP_PORT" \
-                --shards 1 "${SHCORES[@]}" --control "127.0.0.1:$cport" >"$log" 2>&1 &
+            "${SPIN[@]}" "$bin" serve -c "$ROOT/docs/examples/siprepo.toml" --port "$SIP_PORT" \
+                --shards 1 "${SHCORES[@]}" --control "127.0.0.1:$cport" "${extra[@]}" >"$log" 2>&1 &
             SERVER_PID=$!
             ;;
         kamailio)
@@ -147,11 +158,12 @@ start_server() {
     echo "pinning: $PINNING"
     echo "servers: $SERVERS; scenarios: $SCENARIOS; rates: $RATES; duration $DURATION, warmup $WARMUP, reps $REPS, timeout $TIMEOUT"
     echo "sipshard: $("$SIPSHARD" --version 2>/dev/null || echo '?'), binary built $(date -u -r "$SIPSHARD" +%Y-%m-%dT%H:%M:%SZ); HEAD now $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+    [ -z "$BEFORE" ] || echo "before: $BEFORE/sipshard, built $(date -u -r "$BEFORE/sipshard" +%Y-%m-%dT%H:%M:%SZ)"
     echo "kamailio: $("$KAMAILIO" -v 2>/dev/null | head -1 | sed 's/^version: //'), -x $KAM_MEM -m $KAM_SHM"
     echo "CLK_TCK: $CLK_TCK"
 } | tee "$OUT/meta.txt"
 
-echo "server,scenario,rate,rep,dir,cpu_ticks,cpu_ns,clk_tck,window_s,other_ticks,loadavg" >"$OUT/runs.csv"
+echo "server,scenario,rate,rep,dir,cpu_ticks,cpu_ns,clk_tck,window_s,other_ticks,loadavg,drops" >"$OUT/runs.csv"
 
 for scenario in $SCENARIOS; do
     for rate in $RATES; do
@@ -175,6 +187,7 @@ for scenario in $SCENARIOS; do
                 w1=$(date +%s.%N)
                 o1=$(others_ticks "$SERVER_PID")
                 la=$(cut -d' ' -f1-3 /proc/loadavg)
+                drops=$(udp_drops "$SIP_PORT")
                 stop_pid "$SERVER_PID"
                 SERVER_PID=""
                 # 1: some calls failed (timeouts at an overloaded rate are data here); 2: no run.
@@ -184,7 +197,7 @@ for scenario in $SCENARIOS; do
                     exit 1
                 fi
                 win=$(awk -v a="$w0" -v b="$w1" 'BEGIN { printf "%.3f", b - a }')
-                echo "$server,$scenario,$rate,$rep,runs/$name,$((t1 - t0)),$((n1 - n0)),$CLK_TCK,$win,$((o1 - o0)),$la" >>"$OUT/runs.csv"
+                echo "$server,$scenario,$rate,$rep,runs/$name,$((t1 - t0)),$((n1 - n0)),$CLK_TCK,$win,$((o1 - o0)),$la,$drops" >>"$OUT/runs.csv"
                 python3 "$HERE/summarize.py" --one "$OUT" "$name"
             done
         done

@@ -154,3 +154,13 @@ with open(sys.argv[1], "w") as f:
 sys.exit(rc if 0 <= rc < 256 else 1)
 EOF2
 }
+
+# Datagrams the kernel dropped at the UDP sockets bound to local port $1 (all of them: one per
+# shard with SO_REUSEPORT), from /proc/net/udp and udp6: receive buffer full. Read it before the
+# server stops: the count goes with the socket.
+udp_drops() {
+    local hex
+    hex=$(printf '%04X' "$1")
+    cat /proc/net/udp /proc/net/udp6 2>/dev/null |
+        awk -v p=":$hex" '$2 ~ p"$" { d += $NF } END { print d + 0 }'
+}

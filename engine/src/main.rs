@@ -219,6 +219,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
                         t.socket_send_buffer.map_or(0, |b| b.bytes() as usize),
                     ),
                     spin_before_park: t.spin_before_park.unwrap_or(Duration::ZERO),
+                    udp_coalesce: t.udp_coalesce,
                     io_memory: t.io_memory.map_or(0, |b| b.bytes() as usize),
                 }
             })

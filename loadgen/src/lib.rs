@@ -23,7 +23,7 @@ pub mod compare;
 pub mod config;
 pub mod engine;
 pub mod gw;
-pub mod mmsg;
+pub use sipshard_mmsg as mmsg;
 pub mod peer;
 pub mod report;
 pub mod responder;

@@ -579,3 +579,60 @@ fn a_peer_trickling_a_message_over_tcp_is_cut_off() {
     );
     srv.stop();
 }
+
+/// The UDP path reads a socket in batches of `udp_batch` and sends what a pass produced in
+/// one go; with a coalescing window it drains once per window while traffic flows. Bursts
+/// many times a batch, pauses between them (so each burst starts from idle) and single
+/// requests each get exactly one answer, with and without the window, on both shards.
+#[test]
+fn udp_bursts_larger_than_a_batch_get_one_answer_each_with_and_without_a_window() {
+    for extra in [&[][..], &["--udp-coalesce-us", "3000"][..]] {
+        let mut args = vec!["--shards", "2", "--udp-batch", "4"];
+        args.extend_from_slice(extra);
+        let srv = siprepo(&args);
+        let c = UdpClient::new(srv.udp);
+        let tag = rand_u64();
+        let mut sent = 0u64;
+        for round in 0..3 {
+            let burst = 150;
+            let mut want = std::collections::BTreeSet::new();
+            for i in 0..burst {
+                let cid = format!("burst-{tag:x}-{round}-{i}");
+                c.send_request("MESSAGE", &cid, 1, "");
+                want.insert(cid);
+            }
+            while !want.is_empty() {
+                let r = c.recv();
+                assert_eq!(r.code, 202, "{extra:?}: {}", r.call_id);
+                assert!(
+                    want.remove(&r.call_id),
+                    "{extra:?}: a second answer for {}",
+                    r.call_id
+                );
+            }
+            sent += burst;
+            // One at a time: each request the first after a quiet spell.
+            for i in 0..5 {
+                let cid = format!("single-{tag:x}-{round}-{i}");
+                c.send_request("MESSAGE", &cid, 1, "");
+                let r = c.recv();
+                assert_eq!(
+                    (r.code, r.call_id.as_str()),
+                    (202, cid.as_str()),
+                    "{extra:?}"
+                );
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            c.try_recv(Duration::from_millis(200)).is_none(),
+            "{extra:?}: nothing more"
+        );
+        let m = srv.metrics();
+        assert_eq!(metric_sum(&m, "sipshard_received_total"), sent, "{extra:?}");
+        assert_eq!(metric_sum(&m, "sipshard_sent_total"), sent, "{extra:?}");
+        assert_eq!(metric_sum(&m, "sipshard_udp_drops_total"), 0, "{extra:?}");
+        srv.stop();
+    }
+}

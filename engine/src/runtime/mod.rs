@@ -6,7 +6,8 @@
 //! glommio in it; this module only moves bytes between sockets, the mesh and the core (as
 //! quinn's driver does for quinn-proto).
 //!
-//! - [`shard`]: what a shard's tasks share, carrying out the core's outputs, UDP and timer tasks.
+//! - [`shard`]: what a shard's tasks share, carrying out the core's outputs, the timer task.
+//! - [`udp`]: SIP over UDP, received and sent in batches.
 //! - [`tcp`]: SIP over TCP connections.
 //! - [`msrp`]: MSRP connections of the gateway.
 //! - [`resolve`]: name resolution for the gateway's requests (RFC 3263).
@@ -21,6 +22,7 @@ pub mod net;
 mod resolve;
 mod shard;
 mod tcp;
+mod udp;
 
 pub use sipshard_core::metrics;
 pub use sipshard_core::transport::Transport;
@@ -31,7 +33,7 @@ use glommio::net::UdpSocket;
 use glommio::{LocalExecutorBuilder, Placement};
 use mesh::Mesh;
 use net::SocketOptions;
-use shard::{timer_loop, udp_loop, Shard};
+use shard::{timer_loop, Shard};
 use sipshard_core::metrics::ShardStats;
 use sipshard_core::shard::{ShardCore, SharedState};
 use sipshard_parser::sip::FrameOptions;
@@ -44,6 +46,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tcp::{tcp_accept_loop, tcp_listener_from_fd};
+use udp::udp_loop;
 
 /// How often an idle shard looks whether it was asked to stop.
 const STOP_POLL: Duration = Duration::from_millis(100);
@@ -59,8 +62,11 @@ const MESH_CHANNEL_CAPACITY: usize = 1024;
 pub struct ShardTuning {
     /// The CPU to pin to, or `None` for unpinned.
     pub cpu: Option<usize>,
-    /// Datagrams handled per receive burst before yielding.
+    /// Most datagrams read by one `recvmmsg`; a shard yields to its other tasks after each.
     pub udp_batch: usize,
+    /// How long a shard that woke from idle waits before it reads its UDP sockets, so that
+    /// one pass finds several datagrams (zero: none).
+    pub udp_coalesce: Duration,
     /// SO_RCVBUF / SO_SNDBUF.
     pub sockets: (usize, usize),
     /// Busy-poll this long before parking the thread.
@@ -310,6 +316,7 @@ pub fn run(
                     core: RefCell::new(core),
                     stats: all_stats[id].clone(),
                     udp,
+                    udp_out: udp::Outbox::default(),
                     mesh,
                     conns: RefCell::new(HashMap::new()),
                     msrp: RefCell::new(HashMap::new()),

@@ -44,6 +44,8 @@ pub(super) struct Shard {
     pub(super) core: RefCell<ShardCore>,
     pub(super) stats: Arc<ShardStats>,
     pub(super) udp: Vec<Option<Rc<UdpSocket>>>,
+    /// Datagrams produced and not yet sent (see [`super::udp`]).
+    pub(super) udp_out: super::udp::Outbox,
     pub(super) mesh: Mesh,
     pub(super) conns: RefCell<HashMap<(u16, SocketAddr), Rc<ConnQueue>>>,
     /// MSRP connections this shard holds, by number.
@@ -81,7 +83,8 @@ impl Shard {
         }
     }
 
-    /// Carries out what the core asked for, as `caller` may (see [`Caller`]).
+    /// Carries out what the core asked for, as `caller` may (see [`Caller`]). Datagrams are
+    /// sent when it ends, or by the receive pass in progress when it ends.
     pub(super) async fn perform(self: &Rc<Self>, outs: Vec<Out>, caller: Caller) {
         let reader = match caller {
             Caller::Input(conn) => conn,
@@ -94,18 +97,7 @@ impl Shard {
                     listen,
                     dest,
                     bytes,
-                } => {
-                    let Some(Some(sock)) = self.udp.get(usize::from(listen)) else {
-                        continue;
-                    };
-                    match sock.send_to(&bytes, dest).await {
-                        Ok(_) => self.stats.sent.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            tracing::debug!("shard {}: send to {dest} failed: {e}", self.id);
-                            self.stats.send_errors.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                }
+                } => self.udp_out.push(listen, dest, bytes),
                 Out::Stream { conn, bytes } => {
                     if usize::from(conn.shard) == self.id {
                         self.write_message(conn, bytes, reader == Some(conn)).await;
@@ -132,6 +124,9 @@ impl Shard {
                     super::tcp::connect(self, conn, local);
                 }
             }
+        }
+        if self.udp_out.flush_is_mine() {
+            self.flush_udp().await;
         }
     }
 
@@ -340,54 +335,6 @@ impl Shard {
                 "shard {target} did not answer `{method}` within {} s",
                 CONTROL_TIMEOUT.as_secs()
             ))),
-        }
-    }
-}
-
-pub(super) async fn udp_loop(
-    shard: Rc<Shard>,
-    listen: u16,
-    sock: Rc<UdpSocket>,
-    local: SocketAddr,
-) {
-    let mut buf = vec![0u8; shard.spec.max_udp_payload.clamp(512, 65535) + 1];
-    let batch = shard.spec.shards[shard.id].udp_batch.max(1);
-    let mut n_in_burst = 0;
-    loop {
-        let (n, source) = match sock.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("shard {}: UDP receive on {local} failed: {e}", shard.id);
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if shard.stop.load(Ordering::Relaxed) {
-            return;
-        }
-        shard.stats.received.fetch_add(1, Ordering::Relaxed);
-        shard
-            .stats
-            .received_bytes
-            .fetch_add(n as u64, Ordering::Relaxed);
-        if n == buf.len() {
-            // Larger than max_udp_payload: truncated by the kernel, so not a message we can read.
-            shard.stats.parse_error("body_truncated");
-            continue;
-        }
-        let rx = RxContext {
-            listen,
-            transport: Transport::Udp,
-            source,
-            local,
-            conn: None,
-            received_ms: shard.now_ms(),
-        };
-        shard.received(buf[..n].to_vec(), rx).await;
-        n_in_burst += 1;
-        if n_in_burst >= batch {
-            n_in_burst = 0;
-            glommio::yield_if_needed().await;
         }
     }
 }

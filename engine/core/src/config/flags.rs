@@ -36,6 +36,11 @@ pub struct Overrides {
     /// Microseconds an idle executor spins before parking. File: server.spin_before_park_us.
     #[arg(long, value_name = "US")]
     pub spin_before_park_us: Option<i64>,
+    /// Receive-coalescing window: while traffic flows, a shard that emptied its UDP socket
+    /// waits this many microseconds and reads again, so one wake-up serves the window's
+    /// datagrams (less CPU, up to this much latency; 0: none). File: server.udp_coalesce_us.
+    #[arg(long, value_name = "US")]
+    pub udp_coalesce_us: Option<i64>,
     /// io_uring buffer memory per executor. File: server.io_memory.
     #[arg(long, value_name = "BYTES")]
     pub io_memory: Option<ByteSize>,

@@ -34,6 +34,7 @@ pub(crate) struct RawServer {
     pub socket_recv_buffer: Option<Size>,
     pub socket_send_buffer: Option<Size>,
     pub spin_before_park_us: Option<Int>,
+    pub udp_coalesce_us: Option<Int>,
     pub io_memory: Option<Size>,
     pub task_queue_shares: Option<Spanned<OrderedShares>>,
     pub tcp_idle_timeout_s: Option<Int>,
@@ -54,6 +55,7 @@ pub(crate) struct RawCore {
     pub socket_recv_buffer: Option<Size>,
     pub socket_send_buffer: Option<Size>,
     pub spin_before_park_us: Option<Int>,
+    pub udp_coalesce_us: Option<Int>,
     pub io_memory: Option<Size>,
     pub task_queue_shares: Option<Spanned<OrderedShares>>,
 }

@@ -274,6 +274,18 @@ impl Resolver<'_> {
                 SPIN_US,
                 " µs",
             )?,
+            udp_coalesce_us: self
+                .int(
+                    pick(
+                        f.udp_coalesce_us,
+                        "udp-coalesce-us",
+                        sv.udp_coalesce_us.as_ref(),
+                    ),
+                    "udp_coalesce_us",
+                    COALESCE_US,
+                    " µs",
+                )?
+                .unwrap_or(0),
             io_memory: self.size(
                 pick(f.io_memory, "io-memory", sv.io_memory.as_ref()),
                 "io_memory",
@@ -594,6 +606,14 @@ impl Resolver<'_> {
         )? {
             o.spin_before_park_us = Some(v);
         }
+        if let Some(v) = self.int(
+            int(&t.udp_coalesce_us),
+            "udp_coalesce_us",
+            COALESCE_US,
+            " µs",
+        )? {
+            o.udp_coalesce_us = Some(v);
+        }
         if let Some(v) = self.size(size(&t.io_memory), "io_memory", IO_MEMORY)? {
             o.io_memory = Some(v);
         }
@@ -632,6 +652,8 @@ const MAX_LISTEN: usize = 64;
 const UDP_BATCH: RangeInclusive<i64> = 1..=1024;
 const SHARES: RangeInclusive<i64> = 1..=1000;
 const SPIN_US: RangeInclusive<i64> = 0..=1_000_000;
+/// Up to 10 ms: a window longer than that is a latency no SIP peer should pay.
+const COALESCE_US: RangeInclusive<i64> = 0..=10_000;
 const SOCKET_BUFFER: RangeInclusive<u64> = 1024..=(i32::MAX as u64);
 const IO_MEMORY: RangeInclusive<u64> = 64 * 1024..=1 << 40;
 

@@ -106,6 +106,7 @@ udp_batch = 64
 socket_recv_buffer = "4MiB"
 socket_send_buffer = 2097152
 spin_before_park_us = 50
+udp_coalesce_us = 100
 io_memory = "16MiB"
 task_queue_shares = { default = 100, bulk = 10 }
 tcp_idle_timeout_s = 30
@@ -115,6 +116,7 @@ max_udp_payload = 9000
 
 [server.core.6]
 udp_batch = 8
+udp_coalesce_us = 0
 socket_recv_buffer = "8MiB"
 task_queue_shares = { bulk = 50 }
 
@@ -169,11 +171,14 @@ fn per_core_tuning() {
     assert_eq!(t0.udp_batch, 64);
     assert_eq!(t0.socket_recv_buffer, Some(ByteSize(4 << 20)));
     assert_eq!(t0.spin_before_park, Some(Duration::from_micros(50)));
+    assert_eq!(t0.udp_coalesce, Duration::from_micros(100));
     assert_eq!(t0.task_queue_shares["bulk"], 10);
     // Shard 2 runs on core 6, which has overrides.
     let t2 = c.server.tuning(2);
     assert_eq!(t2.core, Some(6));
     assert_eq!(t2.udp_batch, 8);
+    // A core may turn the window off that [server] sets.
+    assert_eq!(t2.udp_coalesce, Duration::ZERO);
     assert_eq!(t2.socket_recv_buffer, Some(ByteSize(8 << 20)));
     assert_eq!(t2.socket_send_buffer, Some(ByteSize(2 << 20)));
     assert_eq!(t2.io_memory, Some(ByteSize(16 << 20)));
@@ -183,6 +188,7 @@ fn per_core_tuning() {
     // Unpinned: N is a shard number.
     let c = cfg("[server]\nshards = 2\n[server.core.1]\nspin_before_park_us = 10\n");
     assert_eq!(c.server.tuning(0).spin_before_park, None);
+    assert_eq!(c.server.tuning(0).udp_coalesce, Duration::ZERO);
     assert_eq!(c.server.tuning(0).core, None);
     assert_eq!(
         c.server.tuning(1).spin_before_park,
@@ -196,7 +202,7 @@ fn flags_can_invalidate_file_tables() {
     // use and is refused at its line.
     let e = err_with(FULL, &["--cores", "2-3"]);
     assert!(
-        e.starts_with("16:14: [server.core.6]: core 6 is not in cores = \"2-3\""),
+        e.starts_with("17:14: [server.core.6]: core 6 is not in cores = \"2-3\""),
         "{e}"
     );
 }
@@ -470,6 +476,14 @@ fn flag_errors_name_the_flag() {
         (
             &["--core", "0:udp_batch=0", "--shards", "1"],
             "--core 0:udp_batch=0: must be 1..=1024 (got 0)",
+        ),
+        (
+            &["--udp-coalesce-us", "20000"],
+            "--udp-coalesce-us: must be 0..=10000 µs (got 20000)",
+        ),
+        (
+            &["--shards", "1", "--core", "0:udp_coalesce_us=-1"],
+            "--core 0:udp_coalesce_us=-1: must be 0..=10000 µs (got -1)",
         ),
         (
             &["--task-queue-shares", "bulk=0"],

@@ -1,9 +1,10 @@
 //! Batched datagram I/O: one `sendmmsg` or `recvmmsg` for many datagrams (Linux).
 //!
-//! At a hundred thousand datagrams a second the system call per datagram costs more than the
+//! At tens of thousands of datagrams a second the system call per datagram costs more than the
 //! work around it. [`Batch`] keeps the `mmsghdr`/`iovec` arrays (and, for unconnected sockets,
 //! the addresses) between calls, so a batch allocates nothing once it has grown to its size.
-//! Both the load engine's UDP transport and the stand-in [`crate::responder`] use it.
+//! The server's UDP receive and send paths, the load generator's UDP transport and its stand-in
+//! responder all use it.
 
 use socket2::SockAddr;
 use std::io;
