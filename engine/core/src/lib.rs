@@ -40,3 +40,4 @@ pub mod sip_write;
 pub mod transaction;
 pub mod transport;
 pub mod wheel;
+pub mod wire;

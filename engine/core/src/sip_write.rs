@@ -8,6 +8,7 @@
 //! received or configured, never through a lossy `String`.
 
 use crate::route::HeaderEdit;
+use crate::wire;
 use sipshard_parser::sip::{HeaderKind, Message, Via};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -87,7 +88,9 @@ pub fn write_response_with_body(
         Some((ct, b)) => {
             out.extend_from_slice(b"Content-Type: ");
             out.extend_from_slice(ct);
-            let _ = write!(out, "\r\nContent-Length: {}\r\n\r\n", b.len());
+            out.extend_from_slice(b"\r\nContent-Length: ");
+            wire::dec(out, b.len());
+            out.extend_from_slice(b"\r\n\r\n");
             out.extend_from_slice(b);
         }
         None => out.extend_from_slice(b"Content-Length: 0\r\n\r\n"),
@@ -96,7 +99,9 @@ pub fn write_response_with_body(
 
 /// Writes `SIP/2.0 <code> <reason>` and its line end.
 fn write_status_line(code: u16, reason: &[u8], out: &mut Vec<u8>) {
-    let _ = write!(out, "SIP/2.0 {code} ");
+    out.extend_from_slice(b"SIP/2.0 ");
+    wire::dec(out, code);
+    out.push(b' ');
     out.extend_from_slice(reason);
     out.extend_from_slice(b"\r\n");
 }
@@ -200,14 +205,16 @@ fn write_top_via(value: &[u8], source: SocketAddr, out: &mut Vec<u8>) {
     out.push(b' ');
     out.extend_from_slice(&top.host.as_bytes());
     if let Some(p) = top.port {
-        let _ = write!(out, ":{p}");
+        out.push(b':');
+        wire::dec(out, p);
     }
     let mut has_received = false;
     for (name, v) in top.params() {
         out.push(b';');
         out.extend_from_slice(name);
         if name.eq_ignore_ascii_case(b"rport") && v.is_none() {
-            let _ = write!(out, "={}", source.port());
+            out.push(b'=');
+            wire::dec(out, source.port());
             continue;
         }
         if name.eq_ignore_ascii_case(b"received") {
@@ -219,7 +226,8 @@ fn write_top_via(value: &[u8], source: SocketAddr, out: &mut Vec<u8>) {
         }
     }
     if !has_received && top.host.ip() != Some(source.ip()) {
-        let _ = write!(out, ";received={}", source.ip());
+        out.extend_from_slice(b";received=");
+        wire::ip(out, source.ip());
     }
     // Values after the first one on the same header line.
     if let Some(comma) = top_value_end(value) {
@@ -254,7 +262,9 @@ pub fn write_forward(
     let bytes = req.as_bytes();
     let start_line = memchr::memchr(b'\n', bytes).map_or(0, |i| i + 1);
     out.extend_from_slice(&bytes[..start_line]);
-    let _ = write!(out, "Via: SIP/2.0/UDP {via_host};branch=z9hG4bK");
+    out.extend_from_slice(b"Via: SIP/2.0/UDP ");
+    wire::socket_addr(out, via_host);
+    out.extend_from_slice(b";branch=z9hG4bK");
     out.extend_from_slice(branch);
     out.extend_from_slice(b"\r\n");
     for h in req.headers() {
@@ -265,7 +275,7 @@ pub fn write_forward(
         out.extend_from_slice(b": ");
         if h.kind == HeaderKind::MaxForwards {
             let mf = req.max_forwards().unwrap_or(70).saturating_sub(1);
-            let _ = write!(out, "{mf}");
+            wire::dec(out, mf);
         } else {
             out.extend_from_slice(h.value);
         }
@@ -319,13 +329,14 @@ pub struct Request<'a> {
 
 /// Writes `r` (RFC 3261 §8.1.1: the mandatory headers, Max-Forwards 70, Content-Length).
 pub fn write_request(r: &Request<'_>, out: &mut Vec<u8>) {
-    let _ = write!(out, "{} ", r.method);
+    out.extend_from_slice(r.method.as_bytes());
+    out.push(b' ');
     out.extend_from_slice(r.uri);
-    let _ = write!(
-        out,
-        " SIP/2.0\r\nVia: SIP/2.0/{} {};branch=",
-        r.via.0, r.via.1
-    );
+    out.extend_from_slice(b" SIP/2.0\r\nVia: SIP/2.0/");
+    out.extend_from_slice(r.via.0.as_bytes());
+    out.push(b' ');
+    wire::socket_addr(out, r.via.1);
+    out.extend_from_slice(b";branch=");
     out.extend_from_slice(r.branch);
     out.extend_from_slice(b"\r\nMax-Forwards: 70\r\n");
     for route in r.route {
@@ -341,7 +352,11 @@ pub fn write_request(r: &Request<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(r.to);
     out.extend_from_slice(b"\r\nCall-ID: ");
     out.extend_from_slice(r.call_id);
-    let _ = write!(out, "\r\nCSeq: {} {}\r\n", r.cseq, r.method);
+    out.extend_from_slice(b"\r\nCSeq: ");
+    wire::dec(out, r.cseq);
+    out.push(b' ');
+    out.extend_from_slice(r.method.as_bytes());
+    out.extend_from_slice(b"\r\n");
     if let Some(c) = r.contact {
         out.extend_from_slice(b"Contact: <");
         out.extend_from_slice(c);
@@ -356,7 +371,9 @@ pub fn write_request(r: &Request<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(ct);
         out.extend_from_slice(b"\r\n");
     }
-    let _ = write!(out, "Content-Length: {}\r\n\r\n", r.body.len());
+    out.extend_from_slice(b"Content-Length: ");
+    wire::dec(out, r.body.len());
+    out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(r.body);
 }
 
@@ -394,11 +411,9 @@ pub fn write_ack(req: &Message<'_, '_>, response: &Message<'_, '_>, out: &mut Ve
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
-    let _ = write!(
-        out,
-        "CSeq: {} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-        cseq.number
-    );
+    out.extend_from_slice(b"CSeq: ");
+    wire::dec(out, cseq.number);
+    out.extend_from_slice(b" ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
     true
 }
 
@@ -425,7 +440,12 @@ impl ToTags {
     pub fn next<'a>(&mut self, out: &'a mut Vec<u8>) -> &'a [u8] {
         self.next += 1;
         out.clear();
-        let _ = write!(out, "ss{:x}.{}.{:x}", self.boot, self.shard, self.next);
+        out.extend_from_slice(b"ss");
+        wire::hex(out, u64::from(self.boot));
+        out.push(b'.');
+        wire::dec(out, self.shard);
+        out.push(b'.');
+        wire::hex(out, self.next);
         out
     }
 }

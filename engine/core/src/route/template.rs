@@ -7,7 +7,6 @@
 use super::host::{GwField, Host};
 use super::program::{HeaderName, VarId};
 use sipshard_parser::sip::StartLine;
-use std::io::Write;
 
 /// The built-in variables, as written after `$`.
 pub(crate) const VARIABLES: &[(&str, &str)] = &[
@@ -223,14 +222,14 @@ impl Template {
                     }
                 }
                 Seg::Shard => {
-                    let _ = write!(out, "{}", host.shard());
+                    crate::wire::dec(out, host.shard());
                 }
                 Seg::Gw(f) => host.event_field(*f, out),
                 Seg::SourceIp => {
-                    let _ = write!(out, "{}", host.source().ip());
+                    crate::wire::ip(out, host.source().ip());
                 }
                 Seg::SourcePort => {
-                    let _ = write!(out, "{}", host.source().port());
+                    crate::wire::dec(out, host.source().port());
                 }
                 other => render_msg(other, host, out),
             }
@@ -263,13 +262,13 @@ fn render_msg<H: Host + ?Sized>(seg: &Seg, host: &H, out: &mut Vec<u8>) {
             .map(|h| h.value),
         Seg::Status => {
             if let Some(c) = m.status_code() {
-                let _ = write!(out, "{c}");
+                crate::wire::dec(out, c);
             }
             None
         }
         Seg::CSeq => {
             if let Some(c) = m.cseq() {
-                let _ = write!(out, "{}", c.number);
+                crate::wire::dec(out, c.number);
             }
             None
         }

@@ -7,7 +7,6 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One shard's id generator.
@@ -44,11 +43,11 @@ impl UidGen {
     /// Appends the next id to `out`.
     pub fn write_next(&mut self, out: &mut Vec<u8>) {
         self.counter += 1;
-        let _ = write!(
-            out,
-            "{:016x}-{:x}-{:x}",
-            self.boot, self.shard, self.counter
-        );
+        crate::wire::hex16(out, self.boot);
+        out.push(b'-');
+        crate::wire::hex(out, u64::from(self.shard));
+        out.push(b'-');
+        crate::wire::hex(out, self.counter);
     }
 
     /// The shard that made `uid`, when it is an id of this process (its boot prefix is

@@ -577,7 +577,7 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
             GwField::RUri => out.extend_from_slice(&f.ruri),
             GwField::Code => {
                 if let Some(c) = f.code {
-                    out.extend_from_slice(c.to_string().as_bytes());
+                    crate::wire::dec(out, c);
                 }
             }
             GwField::Reason => out.extend_from_slice(&f.reason),
