@@ -15,7 +15,7 @@ usage() {
 Usage: bench/e2e/capacity.sh --a DIR --b DIR [options]
 
 For each repetition, build A then build B (DIR/sipshard): start \`sipshard serve\` with one shard
-and docs/examples/siprepo.toml, offer the message scenario far above capacity with
+and docs/examples/siprepo.toml, offer a scenario (message) far above capacity with
 sipshard-load (one thread) for DURATION after a 1 s warmup, and record the answered rate. Then
 each build idle with two shards for IDLE seconds: CPU ticks and voluntary context switches
 (wake-ups) of the whole process. Prints one line per run and the medians.
@@ -24,6 +24,8 @@ Options (environment variable in brackets):
   --a DIR, --b DIR   the two builds' binary folders (each holds sipshard)
   --load PATH        sipshard-load                   [LOAD] (target/release/sipshard-load)
   --rate R           offered calls/s                 [RATE] (250000)
+  --transport T      udp or tcp                      [TRANSPORT] (udp)
+  --scenario S       message or park-pull            [SCENARIO] (message)
   --duration D       measured window                 [DURATION] (5s)
   --reps N           repetitions                     [REPS] (5)
   --idle S           idle measurement, seconds (0: skip) [IDLE] (20)
@@ -37,13 +39,15 @@ EOF
 
 A="" B="" LOAD=${LOAD:-$ROOT/target/release/sipshard-load}
 RATE=${RATE:-250000} DURATION=${DURATION:-5s} REPS=${REPS:-5} IDLE=${IDLE:-20} PIN=1
-CPU_RATE=${CPU_RATE:-0}
+CPU_RATE=${CPU_RATE:-0} TRANSPORT=${TRANSPORT:-udp} SCENARIO=${SCENARIO:-message}
 while [ $# -gt 0 ]; do
     case $1 in
         --a) A=$2; shift 2 ;;
         --b) B=$2; shift 2 ;;
         --load) LOAD=$2; shift 2 ;;
         --rate) RATE=$2; shift 2 ;;
+        --transport) TRANSPORT=$2; shift 2 ;;
+        --scenario) SCENARIO=$2; shift 2 ;;
         --duration) DURATION=$2; shift 2 ;;
         --reps) REPS=$2; shift 2 ;;
         --idle) IDLE=$2; shift 2 ;;
@@ -55,7 +59,7 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$A/sipshard" ] && [ -x "$B/sipshard" ] || { usage >&2; exit 2; }
 pin_cores capacity.sh sipshard sipshard-load
-echo "# $PINNING; offered $RATE/s for $DURATION, $REPS repetitions"
+echo "# $PINNING; $SCENARIO over $TRANSPORT offered $RATE/s for $DURATION, $REPS repetitions"
 
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
@@ -73,7 +77,7 @@ for rep in $(seq "$REPS"); do
             exit 1
         fi
         steal0=$(awk '/^cpu /{print $9}' /proc/stat)
-        "$LOAD" "127.0.0.1:$port" --scenario message --rate "$RATE" --warmup 1s \
+        "$LOAD" "127.0.0.1:$port" --scenario "$SCENARIO" --transport "$TRANSPORT" --rate "$RATE" --warmup 1s \
             --duration "$DURATION" --timeout 2s --threads 1 "${LCORES[@]}" --out "$OUT/run" \
             -q >/dev/null || true
         steal1=$(awk '/^cpu /{print $9}' /proc/stat)
@@ -88,7 +92,7 @@ for rep in $(seq "$REPS"); do
         pid=$!
         wait_sip "$LOAD" "$port" "$pid" || exit 1
         cpu0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
-        "$LOAD" "127.0.0.1:$port" --scenario message --rate "$CPU_RATE" --duration "$DURATION" \
+        "$LOAD" "127.0.0.1:$port" --scenario "$SCENARIO" --transport "$TRANSPORT" --rate "$CPU_RATE" --duration "$DURATION" \
             --timeout 2s --threads 1 "${LCORES[@]}" --out "$OUT/cpu" -q >/dev/null || true
         cpu1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
         stop_pid "$pid"
