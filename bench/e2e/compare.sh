@@ -163,7 +163,7 @@ start_server() {
     echo "CLK_TCK: $CLK_TCK"
 } | tee "$OUT/meta.txt"
 
-echo "server,scenario,rate,rep,dir,cpu_ticks,cpu_ns,clk_tck,window_s,other_ticks,loadavg,drops" >"$OUT/runs.csv"
+echo "server,scenario,rate,rep,dir,cpu_ticks,cpu_ns,clk_tck,window_s,other_ticks,loadavg,drops,slices" >"$OUT/runs.csv"
 
 for scenario in $SCENARIOS; do
     for rate in $RATES; do
@@ -177,13 +177,13 @@ for scenario in $SCENARIOS; do
                     "${LCORES[@]}" --out "$run" -q >"$OUT/logs/$name.load.txt" 2>&1 &
                 LOAD_PID=$!
                 sleep "$WARMUP_S"
-                read -r t0 n0 < <(cpu_snapshot "$SERVER_PID")
+                read -r t0 n0 s0 < <(cpu_snapshot "$SERVER_PID")
                 o0=$(others_ticks "$SERVER_PID" "$LOAD_PID")
                 w0=$(date +%s.%N)
                 rc=0
                 wait "$LOAD_PID" || rc=$?
                 LOAD_PID=""
-                read -r t1 n1 < <(cpu_snapshot "$SERVER_PID")
+                read -r t1 n1 s1 < <(cpu_snapshot "$SERVER_PID")
                 w1=$(date +%s.%N)
                 o1=$(others_ticks "$SERVER_PID")
                 la=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -197,7 +197,7 @@ for scenario in $SCENARIOS; do
                     exit 1
                 fi
                 win=$(awk -v a="$w0" -v b="$w1" 'BEGIN { printf "%.3f", b - a }')
-                echo "$server,$scenario,$rate,$rep,runs/$name,$((t1 - t0)),$((n1 - n0)),$CLK_TCK,$win,$((o1 - o0)),$la,$drops" >>"$OUT/runs.csv"
+                echo "$server,$scenario,$rate,$rep,runs/$name,$((t1 - t0)),$((n1 - n0)),$CLK_TCK,$win,$((o1 - o0)),$la,$drops,$((s1 - s0))" >>"$OUT/runs.csv"
                 python3 "$HERE/summarize.py" --one "$OUT" "$name"
             done
         done

@@ -171,7 +171,7 @@ for rep in $(seq "$REPS"); do
             d0=$(udp_drops "$SIP_PORT")
             e0=$(rcvbuf_errors)
             b0=$(busy_ticks)
-            read -r t0 n0 <<<"$(cpu_snapshot "$SERVER_PID")"
+            read -r t0 n0 _ <<<"$(cpu_snapshot "$SERVER_PID")"
             rm -f "$run/stop"
             sample_cpu "$SERVER_PID" "$run/peak" "$run/stop" &
             sampler=$!
@@ -179,7 +179,7 @@ for rep in $(seq "$REPS"); do
                 --scenario "$sc" --sessions "$SESSIONS" --rate "$rate" --warmup "${WARMUP}s" \
                 --duration "${dur}s" --timeout "$TIMEOUT" --body-size "$BODY_SIZE" --threads 1 \
                 "${LCORES[@]}" --out "$run/report" -q >"$run/loadgen.out" 2>"$run/loadgen.err" || true
-            read -r t1 n1 <<<"$(cpu_snapshot "$SERVER_PID")"
+            read -r t1 n1 _ <<<"$(cpu_snapshot "$SERVER_PID")"
             b1=$(busy_ticks)
             touch "$run/stop"
             wait "$sampler" || true

@@ -63,11 +63,12 @@ pin_cores() {
     fi
 }
 
-# "TICKS NS" of a process and all its direct children (Kamailio's workers are children of its
-# main process): TICKS = utime + stime from /proc/PID/stat (clock ticks, every thread of the
-# process), NS = the scheduler's on-CPU time summed over /proc/PID/task/*/schedstat.
+# "TICKS NS SLICES" of a process and all its direct children (Kamailio's workers are children of
+# its main process): TICKS = utime + stime from /proc/PID/stat (clock ticks, every thread of the
+# process), NS = the scheduler's on-CPU time summed over /proc/PID/task/*/schedstat, SLICES = the
+# times its threads were put on a CPU (schedstat's third field): about one per wake-up.
 cpu_snapshot() {
-    local root=$1 p line rest ticks=0 ns=0 t f
+    local root=$1 p line rest ticks=0 ns=0 slices=0 t s f
     local -a fields
     for p in "$root" $(pgrep -P "$root" || true); do
         [ -r "/proc/$p/stat" ] || continue
@@ -77,11 +78,12 @@ cpu_snapshot() {
         # fields[0] is field 3 (state): utime (14) and stime (15) are fields[11] and fields[12].
         ticks=$((ticks + fields[11] + fields[12]))
         for f in /proc/"$p"/task/*/schedstat; do
-            read -r t _ <"$f" 2>/dev/null || continue
+            read -r t _ s <"$f" 2>/dev/null || continue
             ns=$((ns + t))
+            slices=$((slices + s))
         done
     done
-    echo "$ticks $ns"
+    echo "$ticks $ns $slices"
 }
 
 # utime+stime ticks of every process except the ones named (and their direct children): the

@@ -69,6 +69,8 @@ def run_row(folder, r):
         # Datagrams the kernel dropped at the server's socket (receive buffer full); older
         # run folders have no column.
         "drops": int(r["drops"]) if r.get("drops") not in (None, "") else "",
+        # Times the server's threads were put on a CPU per request: about its wake-ups.
+        "wakeups_per_request": int(r["slices"]) / sent if r.get("slices") not in (None, "") and sent else "",
         "pulled_p50_ms": pulled["p50_ms"] if pulled else "",
         "pulled_p99_ms": pulled["p99_ms"] if pulled else "",
         "loadavg": r["loadavg"],
@@ -151,7 +153,7 @@ def main(folder):
         if pp:
             hdr.append("CPU us/pair")
         hdr += ["CPU us/answered", "(schedstat us/req)", "server CPU %", "achieved/s", "replies", "timeouts",
-                f"{FIRST[sc]} p50 ms", f"{FIRST[sc]} p99 ms", f"{FIRST[sc]} p99.9 ms", "socket drops"]
+                f"{FIRST[sc]} p50 ms", f"{FIRST[sc]} p99 ms", f"{FIRST[sc]} p99.9 ms", "socket drops", "wake-ups/request"]
         if pp:
             hdr += ["pulled p50 ms", "pulled p99 ms"]
         hdr.append("other processes, CPUs")
@@ -181,6 +183,7 @@ def main(folder):
                     fmt(med(xs, "p99_ms"), 3),
                     fmt(med(xs, "p99_9_ms"), 3),
                     fmt(med(xs, "drops"), 0),
+                    fmt(med(xs, "wakeups_per_request"), 2),
                 ]
                 if pp:
                     cells += [fmt(med(xs, "pulled_p50_ms"), 3), fmt(med(xs, "pulled_p99_ms"), 3)]
