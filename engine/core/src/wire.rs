@@ -16,17 +16,22 @@ pub fn dec(out: &mut Vec<u8>, n: impl itoa::Integer) {
 
 /// Appends `n` in lower-case hexadecimal without leading zeros (as `{:x}`).
 pub fn hex(out: &mut Vec<u8>, n: u64) {
-    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
-    for i in (0..digits).rev() {
-        out.push(HEX[((n >> (i * 4)) & 0xf) as usize]);
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
+    let mut buf = [0u8; 16];
+    for (i, d) in buf[..digits].iter_mut().rev().enumerate() {
+        *d = HEX[((n >> (i * 4)) & 0xf) as usize];
     }
+    // One copy, so a vector grows at most once here.
+    out.extend_from_slice(&buf[..digits]);
 }
 
 /// Appends `n` as exactly 16 lower-case hexadecimal digits (as `{:016x}`).
 pub fn hex16(out: &mut Vec<u8>, n: u64) {
-    for i in (0..16).rev() {
-        out.push(HEX[((n >> (i * 4)) & 0xf) as usize]);
+    let mut buf = [0u8; 16];
+    for (i, d) in buf.iter_mut().rev().enumerate() {
+        *d = HEX[((n >> (i * 4)) & 0xf) as usize];
     }
+    out.extend_from_slice(&buf);
 }
 
 /// Appends an address as `Display` writes it (IPv6 through `fmt`: rare, and its shortening

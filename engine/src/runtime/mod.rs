@@ -317,6 +317,7 @@ pub fn run(
                     stats: all_stats[id].clone(),
                     udp,
                     udp_out: udp::Outbox::default(),
+                    spare_outs: Cell::default(),
                     mesh,
                     conns: RefCell::new(HashMap::new()),
                     msrp: RefCell::new(HashMap::new()),

@@ -46,6 +46,7 @@ pub(super) struct Shard {
     pub(super) udp: Vec<Option<Rc<UdpSocket>>>,
     /// Datagrams produced and not yet sent (see [`super::udp`]).
     pub(super) udp_out: super::udp::Outbox,
+    pub(super) spare_outs: Cell<Vec<Out>>,
     pub(super) mesh: Mesh,
     pub(super) conns: RefCell<HashMap<(u16, SocketAddr), Rc<ConnQueue>>>,
     /// MSRP connections this shard holds, by number.
@@ -85,13 +86,13 @@ impl Shard {
 
     /// Carries out what the core asked for, as `caller` may (see [`Caller`]). Datagrams are
     /// sent when it ends, or by the receive pass in progress when it ends.
-    pub(super) async fn perform(self: &Rc<Self>, outs: Vec<Out>, caller: Caller) {
+    pub(super) async fn perform(self: &Rc<Self>, mut outs: Vec<Out>, caller: Caller) {
         let reader = match caller {
             Caller::Input(conn) => conn,
             Caller::Mesh => None,
         };
         self.rearm();
-        for o in outs {
+        for o in outs.drain(..) {
             match o {
                 Out::Datagram {
                     listen,
@@ -125,9 +126,19 @@ impl Shard {
                 }
             }
         }
+        // The emptied vector serves the next message (see `take_outs`).
+        if outs.capacity() <= 64 {
+            self.spare_outs.set(outs);
+        }
         if self.udp_out.flush_is_mine() {
             self.flush_udp().await;
         }
+    }
+
+    /// An empty vector for a core call's outputs: the one the last `perform` emptied, so the
+    /// message path does not allocate one per message.
+    pub(super) fn take_outs(&self) -> Vec<Out> {
+        self.spare_outs.take()
     }
 
     /// Sends to another shard: an input task waits for room in the outbox (backpressure
@@ -222,7 +233,7 @@ impl Shard {
     /// (a message handed to its owner is timed there).
     pub(super) async fn received(self: &Rc<Self>, bytes: Vec<u8>, rx: RxContext) {
         let started = Instant::now();
-        let mut outs = Vec::new();
+        let mut outs = self.take_outs();
         {
             let mut core = self.core.borrow_mut();
             let here = match rx.transport {
@@ -243,7 +254,7 @@ impl Shard {
         match msg {
             MeshMsg::Work(work) => {
                 let started = Instant::now();
-                let mut outs = Vec::new();
+                let mut outs = self.take_outs();
                 {
                     let mut core = self.core.borrow_mut();
                     core.on_work(self.now_ms(), work, &mut outs);
@@ -261,7 +272,7 @@ impl Shard {
                 method,
                 params,
             } => {
-                let mut outs = Vec::new();
+                let mut outs = self.take_outs();
                 let result =
                     self.core
                         .borrow_mut()

@@ -287,7 +287,7 @@ async fn received(
         conn: None,
         received_ms: now_ms,
     };
-    let mut outs = Vec::new();
+    let mut outs = shard.take_outs();
     let ended = {
         let mut core = shard.core.borrow_mut();
         let here = core.on_datagram(now_ms, buf[..r.len].to_vec(), rx, &mut outs);
@@ -300,6 +300,7 @@ async fn received(
         ended
     };
     if outs.is_empty() {
+        shard.spare_outs.set(outs);
         return ended;
     }
     shard.perform(outs, Caller::Input(None)).await;

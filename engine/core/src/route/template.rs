@@ -212,6 +212,17 @@ impl Template {
 
     /// Appends the rendered template to `out`.
     pub fn render<H: Host + ?Sized>(&self, host: &mut H, vars: &[Vec<u8>], out: &mut Vec<u8>) {
+        // Room for the whole value at once (a uid or a header value is rarely longer than 32
+        // bytes): rendering into an empty vector otherwise grows it a few times.
+        let hint: usize = self
+            .segs
+            .iter()
+            .map(|s| match s {
+                Seg::Lit(l) => l.len(),
+                _ => 32,
+            })
+            .sum();
+        out.reserve(hint);
         for seg in self.segs.iter() {
             match seg {
                 Seg::Lit(l) => out.extend_from_slice(l),

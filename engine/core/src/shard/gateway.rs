@@ -331,7 +331,7 @@ impl ShardCore {
             RequestMatch::Ack | RequestMatch::Stateless => Ok(None),
             RequestMatch::Full => {
                 let mut out = Vec::new();
-                let mut tag = Vec::new();
+                let mut tag = Vec::with_capacity(32);
                 sip_write::write_response(
                     msg,
                     rx.source,
@@ -359,7 +359,7 @@ impl ShardCore {
         outs: &mut Vec<Out>,
     ) {
         let mut out = Vec::with_capacity(384);
-        let mut tag = Vec::new();
+        let mut tag = Vec::with_capacity(32);
         let mut ra = Vec::new();
         let mut headers: Vec<(&str, &[u8])> = Vec::new();
         if let Some(s) = retry_after {

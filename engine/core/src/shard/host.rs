@@ -293,7 +293,7 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_slice()))
             .collect();
-        let mut tag = Vec::new();
+        let mut tag = Vec::with_capacity(32);
         let mut out = Vec::with_capacity(512);
         sip_write::write_response(
             self.msg,
