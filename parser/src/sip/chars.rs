@@ -136,19 +136,6 @@ pub(crate) fn is_lws(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-/// Whether every `%` in `s` starts a valid `%HEXHEX` escape.
-pub(crate) fn escapes_ok(s: &[u8]) -> bool {
-    let mut i = 0;
-    while let Some(off) = memchr::memchr(b'%', &s[i..]) {
-        let p = i + off;
-        match (s.get(p + 1), s.get(p + 2)) {
-            (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => i = p + 3,
-            _ => return false,
-        }
-    }
-    true
-}
-
 /// Trims linear white space from both ends.
 #[inline]
 pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
@@ -192,7 +179,6 @@ mod tests {
         assert!(!is_word(b'@') && is_word(b'<') && is_word(b'"'));
         assert!(is_user(b';') && is_user(b'?') && !is_user(b'@') && !is_user(b':'));
         assert!(is_param(b':') && !is_param(b';') && !is_param(b'='));
-        assert!(escapes_ok(b"a%41b") && !escapes_ok(b"a%4") && !escapes_ok(b"%zz"));
         assert_eq!(parse_decimal(b"0068", 255), Some(68));
         assert_eq!(parse_decimal(b"256", 255), None);
         assert_eq!(parse_decimal(b"99999999999999999999999", u64::MAX), None);

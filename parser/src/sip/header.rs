@@ -453,12 +453,17 @@ impl<'b> NameAddr<'b> {
             }
         }
         let uri = if has_angle {
-            let close = memchr::memchr(b'>', c.rest()).ok_or(ValueError)?;
-            let raw = &c.rest()[..close];
-            // RFC 4475 §3.1.2.14: no LWS inside the brackets.
-            if raw.iter().any(|&b| is_lws(b)) {
-                return Err(ValueError);
+            // RFC 4475 §3.1.2.14: no LWS inside the brackets; one pass finds `>` and checks it.
+            let rest = c.rest();
+            let mut close = 0;
+            loop {
+                match rest.get(close) {
+                    Some(b'>') => break,
+                    Some(&b) if !is_lws(b) => close += 1,
+                    _ => return Err(ValueError),
+                }
             }
+            let raw = &rest[..close];
             let uri = parse_uri(raw, UriContext::NameAddr).map_err(|_| ValueError)?;
             c.i += close + 1;
             uri
@@ -750,7 +755,7 @@ impl<'b> CSeq<'b> {
 
 /// Checks a Call-ID value: `word [ "@" word ]` (RFC 3261 §25).
 pub(crate) fn check_call_id(v: &[u8]) -> Result<(), ValueError> {
-    let (a, b) = match memchr::memchr(b'@', v) {
+    let (a, b) = match super::scan::find(v, b'@') {
         Some(at) => (&v[..at], Some(&v[at + 1..])),
         None => (v, None),
     };

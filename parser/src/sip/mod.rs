@@ -15,6 +15,8 @@ mod callid;
 pub(crate) mod chars;
 mod frame;
 mod header;
+#[doc(hidden)]
+pub mod scan;
 mod uri;
 
 pub use callid::find_call_id;
@@ -511,10 +513,13 @@ impl<'h, 'b> Message<'h, 'b> {
             parse_uri(uri, UriContext::RequestUri).map_err(|_| err(ErrorKind::RequestUri))?;
         }
         let head = &self.buf[..self.head_len];
-        for cr in memchr::memchr_iter(b'\r', head) {
+        let mut from = 0;
+        while let Some(i) = scan::find(&head[from..], b'\r') {
+            let cr = from + i;
             if head.get(cr + 1) != Some(&b'\n') {
                 return Err(err(ErrorKind::LineEnding));
             }
+            from = cr + 2;
         }
         for h in self.headers {
             validate_header(h.kind, h.value).map_err(|_| err(ErrorKind::InvalidHeader(h.kind)))?;
@@ -620,10 +625,15 @@ pub fn parse_strict<'h, 'b>(
     Ok(r)
 }
 
-/// Finds the LF ending the line that starts at `from` and checks the CR before it.
+/// Finds the LF ending the line (or the folded-line piece) that starts at `from` and checks the
+/// CR before it; returns the index of the CR.
+///
+/// Header lines are short (20 to 80 bytes), so this is the SWAR [`scan::find`], which costs
+/// less per line than restarting memchr's vector search; `scan`'s tests and the `sip_scan` fuzz
+/// target hold it to the byte-at-a-time search.
 #[inline]
 fn line_end(buf: &[u8], from: usize) -> Result<usize, Fail> {
-    match memchr::memchr(b'\n', &buf[from..]) {
+    match scan::find(&buf[from..], b'\n') {
         None => Err(Fail::Incomplete),
         Some(i) => {
             let lf = from + i;
@@ -636,29 +646,6 @@ fn line_end(buf: &[u8], from: usize) -> Result<usize, Fail> {
     }
 }
 
-/// The next LF at or after `from` from the header section's LF iterator (which starts at
-/// `base`), with the CR before it checked; returns the index of the CR.
-#[inline]
-fn next_line_end(
-    newlines: &mut memchr::Memchr<'_>,
-    base: usize,
-    buf: &[u8],
-    from: usize,
-) -> Result<usize, Fail> {
-    loop {
-        let lf = base + newlines.next().ok_or(Fail::Incomplete)?;
-        if lf < from {
-            // A LF inside a header name or before the colon: not a line end we can use.
-            continue;
-        }
-        return if lf > from && buf[lf - 1] == b'\r' {
-            Ok(lf - 1)
-        } else {
-            Err(Fail::Bad(ErrorKind::LineEnding))
-        };
-    }
-}
-
 fn parse_version(v: &[u8]) -> Result<(), ErrorKind> {
     if v == b"SIP/2.0" {
         return Ok(());
@@ -668,7 +655,7 @@ fn parse_version(v: &[u8]) -> Result<(), ErrorKind> {
         return Err(ErrorKind::StartLine);
     }
     let nums = &v[4..];
-    let dot = memchr::memchr(b'.', nums).ok_or(ErrorKind::StartLine)?;
+    let dot = scan::find(nums, b'.').ok_or(ErrorKind::StartLine)?;
     let (major, minor) = (&nums[..dot], &nums[dot + 1..]);
     let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
     if !digits(major) || !digits(minor) {
@@ -703,9 +690,6 @@ fn parse_inner<'h, 'b>(
         parse_request_line(line)?
     };
     pos = sl_end + 2;
-    // One pass over the header section for line ends.
-    let base = pos;
-    let mut newlines = memchr::memchr_iter(b'\n', &buf[base..]);
 
     let mut n = 0usize;
     let mut call_id = None;
@@ -745,13 +729,14 @@ fn parse_inner<'h, 'b>(
         while pos < buf.len() && (buf[pos] == b' ' || buf[pos] == b'\t') {
             pos += 1;
         }
-        // The value runs to the first CRLF not followed by SP or HT.
+        // The value runs to the first CRLF not followed by SP or HT. No LF can lie between the
+        // line start and `pos` (names, SP, HT and `:` only), so the search starts here.
         let value_start = pos;
-        let mut end = next_line_end(&mut newlines, base, buf, pos)?;
+        let mut end = line_end(buf, pos)?;
         loop {
             match buf.get(end + 2) {
                 None => return Err(Fail::Incomplete),
-                Some(b' ') | Some(b'\t') => end = next_line_end(&mut newlines, base, buf, end + 2)?,
+                Some(b' ') | Some(b'\t') => end = line_end(buf, end + 2)?,
                 Some(_) => break,
             }
         }
@@ -851,17 +836,17 @@ fn parse_inner<'h, 'b>(
 
 fn parse_request_line(line: &[u8]) -> Result<StartLine<'_>, ErrorKind> {
     // Method SP Request-URI SP SIP-Version: exactly two single spaces (RFC 4475 §3.1.2.9/10).
-    let sp1 = memchr::memchr(b' ', line).ok_or(ErrorKind::StartLine)?;
+    let sp1 = scan::find(line, b' ').ok_or(ErrorKind::StartLine)?;
     let method = &line[..sp1];
     if method.is_empty() || !method.iter().all(|&c| is_token(c)) {
         return Err(ErrorKind::Method);
     }
     let rest = &line[sp1 + 1..];
-    let sp2 = memchr::memrchr(b' ', rest).ok_or(ErrorKind::StartLine)?;
+    let sp2 = scan::rfind(rest, b' ').ok_or(ErrorKind::StartLine)?;
     let uri = &rest[..sp2];
     let version = &rest[sp2 + 1..];
     // White space inside the Request-URI, before or after it (§3.1.2.8/9/10) is malformed.
-    if uri.is_empty() || memchr::memchr2(b' ', b'\t', uri).is_some() || version.is_empty() {
+    if uri.is_empty() || scan::find2(uri, b' ', b'\t').is_some() || version.is_empty() {
         return Err(ErrorKind::StartLine);
     }
     parse_version(version)?;
@@ -869,10 +854,10 @@ fn parse_request_line(line: &[u8]) -> Result<StartLine<'_>, ErrorKind> {
 }
 
 fn parse_status_line(line: &[u8]) -> Result<StartLine<'_>, ErrorKind> {
-    let sp1 = memchr::memchr(b' ', line).ok_or(ErrorKind::StartLine)?;
+    let sp1 = scan::find(line, b' ').ok_or(ErrorKind::StartLine)?;
     parse_version(&line[..sp1])?;
     let rest = &line[sp1 + 1..];
-    let code_end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+    let code_end = scan::find(rest, b' ').unwrap_or(rest.len());
     let code = &rest[..code_end];
     if code.len() != 3 {
         return Err(ErrorKind::StatusCode);

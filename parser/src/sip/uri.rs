@@ -4,9 +4,8 @@
 //! §3.1.1.3: `value%41` is not `valueA` for comparison purposes) and decoded only on demand with
 //! [`percent_decode`].
 
-use super::chars::{
-    escapes_ok, is_hnv, is_host, is_param, is_password, is_scheme, is_user, parse_decimal,
-};
+use super::chars::{is_hnv, is_host, is_param, is_password, is_scheme, is_user, parse_decimal};
+use super::scan;
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -178,7 +177,7 @@ pub enum UriContext {
 
 /// Parses a URI.
 pub fn parse_uri(s: &[u8], ctx: UriContext) -> Result<Uri<'_>, UriError> {
-    let colon = memchr::memchr(b':', s).ok_or(UriError)?;
+    let colon = scan::find(s, b':').ok_or(UriError)?;
     let scheme = &s[..colon];
     if scheme.is_empty()
         || !scheme[0].is_ascii_alphabetic()
@@ -206,7 +205,7 @@ pub fn parse_uri(s: &[u8], ctx: UriContext) -> Result<Uri<'_>, UriError> {
         parse_sip_rest(rest, ctx, &mut uri)?;
     } else if scheme.eq_ignore_ascii_case(b"tel") {
         uri.scheme = Scheme::Tel;
-        let semi = memchr::memchr(b';', rest).unwrap_or(rest.len());
+        let semi = scan::find(rest, b';').unwrap_or(rest.len());
         let number = &rest[..semi];
         if number.is_empty() || !number.iter().all(|&c| is_param(c) || c == b'#') {
             return Err(UriError);
@@ -238,18 +237,18 @@ pub fn parse_uri(s: &[u8], ctx: UriContext) -> Result<Uri<'_>, UriError> {
 
 fn parse_sip_rest<'b>(rest: &'b [u8], ctx: UriContext, uri: &mut Uri<'b>) -> Result<(), UriError> {
     // '@' can appear in neither host, params nor headers unescaped, so the last one ends userinfo.
-    let hostport_start = match memchr::memrchr(b'@', rest) {
+    let hostport_start = match scan::rfind(rest, b'@') {
         Some(at) => {
             let userinfo = &rest[..at];
-            let (user, password) = match memchr::memchr(b':', userinfo) {
+            let (user, password) = match scan::find(userinfo, b':') {
                 Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
                 None => (userinfo, None),
             };
-            if user.is_empty() || !user.iter().all(|&c| is_user(c)) || !escapes_ok(user) {
+            if user.is_empty() || !scan::escaped_all(user, is_user) {
                 return Err(UriError);
             }
             if let Some(p) = password {
-                if !p.iter().all(|&c| is_password(c)) || !escapes_ok(p) {
+                if !scan::escaped_all(p, is_password) {
                     return Err(UriError);
                 }
             }
@@ -273,7 +272,7 @@ fn parse_sip_rest<'b>(rest: &'b [u8], ctx: UriContext, uri: &mut Uri<'b>) -> Res
         i = end;
     }
     let tail = &hp[i..];
-    let q = memchr::memchr(b'?', tail).unwrap_or(tail.len());
+    let q = scan::find(tail, b'?').unwrap_or(tail.len());
     let params = &tail[..q];
     if !params.is_empty() {
         if params[0] != b';' {
@@ -283,13 +282,8 @@ fn parse_sip_rest<'b>(rest: &'b [u8], ctx: UriContext, uri: &mut Uri<'b>) -> Res
             return Err(UriError);
         }
         let p = &params[1..];
-        for item in p.split(|&c| c == b';') {
-            if item.is_empty() {
-                return Err(UriError);
-            }
-            if !item.iter().all(|&c| is_param(c) || c == b'=') || !escapes_ok(item) {
-                return Err(UriError);
-            }
+        if !uri_params_ok(p) {
+            return Err(UriError);
         }
         uri.params = p;
     }
@@ -298,13 +292,41 @@ fn parse_sip_rest<'b>(rest: &'b [u8], ctx: UriContext, uri: &mut Uri<'b>) -> Res
             return Err(UriError);
         }
         let h = &tail[q + 1..];
-        if h.is_empty() || !h.iter().all(|&c| is_hnv(c) || c == b'=' || c == b'&') || !escapes_ok(h)
-        {
+        if h.is_empty() || !scan::escaped_all(h, |c| is_hnv(c) || c == b'=' || c == b'&') {
             return Err(UriError);
         }
         uri.headers = h;
     }
     Ok(())
+}
+
+/// `uri-parameter *( ";" uri-parameter )` in one pass: no empty parameter, only param
+/// characters and `=`, valid escapes.
+fn uri_params_ok(p: &[u8]) -> bool {
+    let mut item_len = 0usize;
+    let mut i = 0;
+    while i < p.len() {
+        let c = p[i];
+        if c == b';' {
+            if item_len == 0 {
+                return false;
+            }
+            item_len = 0;
+        } else {
+            if !(is_param(c) || c == b'=') {
+                return false;
+            }
+            if c == b'%'
+                && !(p.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && p.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return false;
+            }
+            item_len += 1;
+        }
+        i += 1;
+    }
+    item_len > 0
 }
 
 /// Parses a host (name, IPv4 or IPv6 reference) at the start of `s`; returns it and its length.
@@ -330,10 +352,15 @@ pub(crate) fn parse_host(s: &[u8]) -> Option<(Host<'_>, usize)> {
     if name.is_empty() || name[0] == b'.' || name[0] == b'-' {
         return None;
     }
-    if name.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
-        // All digits and dots: must be a dotted quad (a top label cannot start with a digit).
-        let a = std::str::from_utf8(name).ok()?.parse::<Ipv4Addr>().ok()?;
-        return Some((Host::V4(a), end));
+    // All digits and dots: must be a dotted quad (a top label cannot start with a digit). Only
+    // a name starting with a digit can be one, so domain names skip the second look.
+    if name[0].is_ascii_digit() {
+        if let Some(a) = scan::dotted_quad(name) {
+            return Some((Host::V4(a), end));
+        }
+        if name.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
+            return None;
+        }
     }
     Some((Host::Name(name), end))
 }
