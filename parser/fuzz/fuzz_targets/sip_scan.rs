@@ -16,6 +16,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(scan::rfind(hay, x), scan::rfind_scalar(hay, x));
     }
     assert_eq!(scan::find2(hay, a, b), scan::find2_scalar(hay, a, b));
+    for n in [a % 129, 0x0e] {
+        assert_eq!(scan::find_lt(hay, n), scan::find_lt_scalar(hay, n));
+    }
     // Unaligned starts: the splitter searches from the middle of the buffer.
     for from in 1..hay.len().min(9) {
         assert_eq!(scan::find(&hay[from..], a), scan::find_scalar(&hay[from..], a));

@@ -297,3 +297,36 @@ fn every_error_label_is_listed_once() {
         "a listed label no error gives"
     );
 }
+
+#[test]
+fn bare_cr_anywhere_in_the_head_fails_validate_only() {
+    // The splitter notes bare CRs as it passes them; each place it can meet one.
+    let cases: [&[u8]; 4] = [
+        b"\r\rOPTIONS sip:a SIP/2.0\r\nl: 0\r\n\r\n",
+        b"OPTIONS sip:a SIP/2.0\r\nSubject: a\rb\r\nl: 0\r\n\r\n",
+        b"OPTIONS sip:a SIP/2.0\r\nSubject: a\r\n b\r\r\nl: 0\r\n\r\n",
+        b"OPTIONS sip:a SIP/2.0\r\nSubject: \r\r\r\nl: 0\r\n\r\n",
+    ];
+    for m in cases {
+        let mut h = [EMPTY_HEADER; 8];
+        let msg = parse(m, &mut h, Framing::Datagram)
+            .unwrap()
+            .complete()
+            .unwrap();
+        let e = msg.validate().unwrap_err();
+        assert_eq!(
+            e.kind,
+            ErrorKind::LineEnding,
+            "{:?}",
+            String::from_utf8_lossy(m)
+        );
+    }
+    // A CR in the body is not the head's business.
+    let m = b"OPTIONS sip:a SIP/2.0\r\nl: 2\r\n\r\n\rx";
+    let mut h = [EMPTY_HEADER; 8];
+    let msg = parse(m, &mut h, Framing::Datagram)
+        .unwrap()
+        .complete()
+        .unwrap();
+    assert!(msg.validate().is_ok());
+}
