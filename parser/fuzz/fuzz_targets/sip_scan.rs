@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(scan::find2(hay, a, b), scan::find2_scalar(hay, a, b));
     for n in [a % 129, 0x0e] {
         assert_eq!(scan::find_lt(hay, n), scan::find_lt_scalar(hay, n));
+        assert_eq!(scan::find_lt_or(hay, n, b), scan::find_lt_or_scalar(hay, n, b));
     }
     // Unaligned starts: the splitter searches from the middle of the buffer.
     for from in 1..hay.len().min(9) {

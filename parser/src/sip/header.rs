@@ -4,6 +4,7 @@
 //! types here turn a slice into fields when a caller asks.
 
 use super::chars::{is_lws, is_token, parse_decimal, trim_lws};
+use super::scan;
 use super::uri::{params, parse_host, parse_uri, Host, Params, Uri, UriContext};
 
 macro_rules! header_kinds {
@@ -224,13 +225,10 @@ pub(crate) fn name_addr_tag(v: &[u8]) -> Option<&[u8]> {
         i += 1;
     }
     // Skip to the header parameters: after `<...>`, or from the first `;` of an addr-spec.
-    while i < v.len() && v[i] != b'<' && v[i] != b';' {
-        i += 1;
-    }
+    let rest = v.get(i..).unwrap_or(&[]);
+    i += scan::find2(rest, b'<', b';').unwrap_or(rest.len());
     if v.get(i) == Some(&b'<') {
-        while i < v.len() && v[i] != b'>' {
-            i += 1;
-        }
+        i += scan::find(&v[i..], b'>').unwrap_or(v.len() - i);
     }
     loop {
         i = skip_param_value(v, i, false);
@@ -453,15 +451,13 @@ impl<'b> NameAddr<'b> {
             }
         }
         let uri = if has_angle {
-            // RFC 4475 §3.1.2.14: no LWS inside the brackets; one pass finds `>` and checks it.
+            // RFC 4475 §3.1.2.14: no LWS inside the brackets. One search finds `>` or the first
+            // byte at or below SP: LWS, or a control byte no URI accepts, so refusing it here
+            // gives the verdict parse_uri would.
             let rest = c.rest();
-            let mut close = 0;
-            loop {
-                match rest.get(close) {
-                    Some(b'>') => break,
-                    Some(&b) if !is_lws(b) => close += 1,
-                    _ => return Err(ValueError),
-                }
+            let close = scan::find_lt_or(rest, 0x21, b'>').ok_or(ValueError)?;
+            if rest[close] != b'>' {
+                return Err(ValueError);
             }
             let raw = &rest[..close];
             let uri = parse_uri(raw, UriContext::NameAddr).map_err(|_| ValueError)?;
@@ -755,7 +751,7 @@ impl<'b> CSeq<'b> {
 
 /// Checks a Call-ID value: `word [ "@" word ]` (RFC 3261 §25).
 pub(crate) fn check_call_id(v: &[u8]) -> Result<(), ValueError> {
-    let (a, b) = match super::scan::find(v, b'@') {
+    let (a, b) = match scan::find(v, b'@') {
         Some(at) => (&v[..at], Some(&v[at + 1..])),
         None => (v, None),
     };

@@ -97,6 +97,30 @@ pub fn find_lt(s: &[u8], n: u8) -> Option<usize> {
     None
 }
 
+/// Index of the first byte below `n` (at most 128) or equal to `b` in `s`: a `<...>` URI ends
+/// at `>` and may hold no white space or control byte.
+#[inline]
+pub fn find_lt_or(s: &[u8], n: u8, b: u8) -> Option<usize> {
+    debug_assert!(n <= 128);
+    let (lim, pat) = (LO * u64::from(n), LO * u64::from(b));
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let w = word(s, i);
+        let z = (w.wrapping_sub(lim) & !w & !LOW7) | zero_bytes(w ^ pat);
+        if z != 0 {
+            return Some(i + (z.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    while i < s.len() {
+        if s[i] < n || s[i] == b {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Index of the last `b` in `s`.
 #[inline]
 pub fn rfind(s: &[u8], b: u8) -> Option<usize> {
@@ -125,6 +149,11 @@ pub fn find2_scalar(s: &[u8], a: u8, b: u8) -> Option<usize> {
 /// The byte-at-a-time [`find_lt`].
 pub fn find_lt_scalar(s: &[u8], n: u8) -> Option<usize> {
     s.iter().position(|&c| c < n)
+}
+
+/// The byte-at-a-time [`find_lt_or`].
+pub fn find_lt_or_scalar(s: &[u8], n: u8, b: u8) -> Option<usize> {
+    s.iter().position(|&c| c < n || c == b)
 }
 
 /// The byte-at-a-time [`rfind`].
@@ -217,6 +246,8 @@ mod tests {
             let n = a % 129;
             prop_assert_eq!(find_lt(&s, n), find_lt_scalar(&s, n));
             prop_assert_eq!(find_lt(&s, 0x0e), find_lt_scalar(&s, 0x0e));
+            prop_assert_eq!(find_lt_or(&s, n, b), find_lt_or_scalar(&s, n, b));
+            prop_assert_eq!(find_lt_or(&s, 0x21, b'>'), find_lt_or_scalar(&s, 0x21, b'>'));
             prop_assert_eq!(find2(&s, b'\r', b'\n'), find2_scalar(&s, b'\r', b'\n'));
         }
 
