@@ -3,9 +3,10 @@
 //!
 //! A datagram used to cost one executor wake-up, one io_uring receive and one `sendmsg`; under
 //! load those system calls and the reactor around them cost more than handling the message. Now
-//! a socket is read with non-blocking `recvmmsg` (up to `udp_batch` datagrams a call) until it
-//! is empty, and only then does the task wait, on a one-byte `MSG_PEEK` through the ring that
-//! leaves the datagram in the socket for the next `recvmmsg`. Every datagram the pass's
+//! an idle shard takes one datagram through glommio (a non-blocking receive, else a wait on the
+//! ring that brings the datagram with it); when that one was already waiting, more may be, and
+//! the socket is read with non-blocking `recvmmsg` (up to `udp_batch` datagrams a call) until
+//! it is empty before the shard waits again. Every datagram the pass's
 //! messages produce (answers, pulled messages, the gateway's requests) waits in the shard's
 //! [`Outbox`] and leaves in one `sendmmsg` per socket when the pass ends.
 //!
