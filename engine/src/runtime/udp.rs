@@ -161,13 +161,14 @@ pub(super) async fn udp_loop(
             glommio::timer::sleep(window).await;
             // Everything the window brought, however many batches; a window that brought
             // nothing ends the flow.
-            let mut total = 0;
+            let (mut total, mut full) = (0, 0);
             loop {
                 let n = drain(&shard, listen, local, fd, &mut mmsg, &mut bufs, &mut got).await;
                 total += n;
                 if n < bufs.len() || shard.stop.load(Ordering::Relaxed) {
                     break;
                 }
+                full = share_the_core(full).await;
             }
             flowing = total > 0;
             continue;
@@ -199,14 +200,42 @@ pub(super) async fn udp_loop(
             }
         }
         if backlog {
-            while drain(&shard, listen, local, fd, &mut mmsg, &mut bufs, &mut got).await > 0 {
+            let mut full = 0;
+            loop {
+                let n = drain(&shard, listen, local, fd, &mut mmsg, &mut bufs, &mut got).await;
+                if n == 0 {
+                    break;
+                }
                 if shard.stop.load(Ordering::Relaxed) {
                     return;
+                }
+                if n == bufs.len() {
+                    full = share_the_core(full).await;
                 }
             }
         }
         flowing = !window.is_zero();
     }
+}
+
+/// Full batches read in a row before the receive task lets the shard's other tasks (TCP, the
+/// mesh, the timer) run.
+///
+/// Not after every batch: each yield risks a glommio stall seen on the VMs we measure on (the
+/// executor now and then sleeps with the yielded task still runnable and wakes only at its next
+/// timer, 100 ms later: in 6 s runs at 10,000-20,000/s, 3 stalls in 12 runs with a yield after
+/// every batch, with `yield_if_needed` or a plain waker-based yield alike, none in 12 without;
+/// docs/benchmarks.md, "Stalls of 100 ms"). A socket that fills batch after batch is a flood,
+/// where the other tasks must still get their turn.
+const FULL_BATCHES_BEFORE_YIELD: u32 = 8;
+
+/// Counts one more full batch in a row, and yields once there were enough of them.
+async fn share_the_core(full: u32) -> u32 {
+    if full + 1 < FULL_BATCHES_BEFORE_YIELD {
+        return full + 1;
+    }
+    futures_lite::future::yield_now().await;
+    0
 }
 
 /// One non-blocking `recvmmsg` and the pass over what it read; how many datagrams that was.
@@ -226,7 +255,6 @@ async fn drain(
                 r.truncated |= r.len > slot;
             }
             pass(shard, listen, local, got, bufs).await;
-            glommio::yield_if_needed().await;
             got.len()
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
