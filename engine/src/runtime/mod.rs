@@ -393,6 +393,9 @@ pub fn run(
                     .on_shutdown(shard.now_ms(), &mut outs);
                 let sent = glommio::timer::timeout(SHUTDOWN_DRAIN, async {
                     shard.perform(outs, shard::Caller::Input(None)).await;
+                    // A receive pass left suspended by the stop never flushes: send its
+                    // datagrams and these answers here.
+                    shard.flush_udp().await;
                     Ok(())
                 })
                 .await;
