@@ -159,18 +159,9 @@ pub(super) async fn udp_loop(
         }
         if flowing {
             glommio::timer::sleep(window).await;
-            // Everything the window brought, however many batches; a window that brought
-            // nothing ends the flow.
-            let (mut total, mut full) = (0, 0);
-            loop {
-                let n = drain(&shard, listen, local, fd, &mut mmsg, &mut bufs, &mut got).await;
-                total += n;
-                if n < bufs.len() || shard.stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                full = share_the_core(full).await;
-            }
-            flowing = total > 0;
+            // A window that brought nothing ends the flow.
+            flowing =
+                drain_all(&shard, listen, local, fd, &mut mmsg, &mut bufs, &mut got).await > 0;
             continue;
         }
         // Idle: one datagram through glommio, which tries a non-blocking receive and otherwise
@@ -200,19 +191,7 @@ pub(super) async fn udp_loop(
             }
         }
         if backlog {
-            let mut full = 0;
-            loop {
-                let n = drain(&shard, listen, local, fd, &mut mmsg, &mut bufs, &mut got).await;
-                if n == 0 {
-                    break;
-                }
-                if shard.stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                if n == bufs.len() {
-                    full = share_the_core(full).await;
-                }
-            }
+            drain_all(&shard, listen, local, fd, &mut mmsg, &mut bufs, &mut got).await;
         }
         flowing = !window.is_zero();
     }
@@ -229,13 +208,31 @@ pub(super) async fn udp_loop(
 /// where the other tasks must still get their turn.
 const FULL_BATCHES_BEFORE_YIELD: u32 = 8;
 
-/// Counts one more full batch in a row, and yields once there were enough of them.
-async fn share_the_core(full: u32) -> u32 {
-    if full + 1 < FULL_BATCHES_BEFORE_YIELD {
-        return full + 1;
+/// Reads the socket until a batch comes back short (it is empty then, or nearly: the next
+/// receive takes the rest), yielding after every [`FULL_BATCHES_BEFORE_YIELD`] full batches;
+/// how many datagrams that was.
+async fn drain_all(
+    shard: &Rc<Shard>,
+    listen: u16,
+    local: SocketAddr,
+    fd: std::os::fd::RawFd,
+    mmsg: &mut Batch,
+    bufs: &mut [Vec<u8>],
+    got: &mut Vec<Received>,
+) -> usize {
+    let (mut total, mut full) = (0, 0);
+    loop {
+        let n = drain(shard, listen, local, fd, mmsg, bufs, got).await;
+        total += n;
+        if n < bufs.len() || shard.stop.load(Ordering::Relaxed) {
+            return total;
+        }
+        full += 1;
+        if full == FULL_BATCHES_BEFORE_YIELD {
+            full = 0;
+            futures_lite::future::yield_now().await;
+        }
     }
-    futures_lite::future::yield_now().await;
-    0
 }
 
 /// One non-blocking `recvmmsg` and the pass over what it read; how many datagrams that was.
