@@ -484,20 +484,20 @@ fn server_checks(
 ) -> Vec<Check> {
     let t = &ledger.tally;
     let mut out = Vec::new();
+    // The repository's counters, as both `repo.stats` and `/metrics` report them.
+    let repo = [
+        ("stored", t.stored_answers),
+        ("retransmissions", t.rtx_answers),
+        ("pulled", t.pulled_answers),
+        ("removed", t.removed),
+        ("expired", t.expired_answers),
+        ("full", t.refused_answers),
+        ("duplicates", 0),
+    ];
     match control::rpc(control, "repo.stats", json!({})) {
         Ok(v) => {
             let g = |k: &str| v.get(k).and_then(Value::as_u64);
-            for (name, want) in [
-                ("stored", t.stored_answers),
-                ("retransmissions", t.rtx_answers),
-                ("pulled", t.pulled_answers),
-                ("removed", t.removed),
-                ("expired", t.expired_answers),
-                ("full", t.refused_answers),
-                ("duplicates", 0),
-                ("items", 0),
-                ("bytes", 0),
-            ] {
+            for (name, want) in repo.into_iter().chain([("items", 0), ("bytes", 0)]) {
                 out.push(Check::eq("repo.stats", name, want, g(name)));
             }
         }
@@ -513,16 +513,7 @@ fn server_checks(
                 .unwrap_or_default();
             // The repository's counters are `sipshard_repo_<name>_total`; servers before that
             // name called them `sipshard_<name>_total`: the first name present counts.
-            for (name, want) in [
-                ("stored", t.stored_answers),
-                ("retransmissions", t.rtx_answers),
-                ("pulled", t.pulled_answers),
-                ("removed", t.removed),
-                ("expired", t.expired_answers),
-                ("full", t.refused_answers),
-                ("duplicates", 0),
-                ("pull_not_found", t.triggers_404),
-            ] {
+            for (name, want) in repo.into_iter().chain([("pull_not_found", t.triggers_404)]) {
                 let new = format!("sipshard_repo_{name}_total");
                 let old = format!("sipshard_{name}_total");
                 let (metric, got) = match g(&new) {
