@@ -9,7 +9,7 @@
 
 use crate::route::HeaderEdit;
 use crate::wire;
-use sipshard_parser::sip::{HeaderKind, Message, Via};
+use sipshard_parser::sip::{HeaderKind, Host, Message, Via};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
@@ -44,6 +44,41 @@ pub fn write_response_with_body(
     body: Option<(&[u8], &[u8])>,
     out: &mut Vec<u8>,
 ) {
+    let top_via = req.top_via();
+    let to = Answering {
+        req,
+        top_via: top_via.as_ref(),
+        source,
+    };
+    write_answer(&to, code, reason, to_tag, headers, body, out);
+}
+
+/// A request being answered, with its top Via decoded once: the response copies that Via
+/// (with `received` / `rport`) and a UDP response goes where it says (§18.2.2), so a caller
+/// that needs both decodes it once and passes it here.
+#[derive(Debug, Clone, Copy)]
+pub struct Answering<'a, 'h, 'b> {
+    /// The request.
+    pub req: &'a Message<'h, 'b>,
+    /// Its top Via, as [`Message::top_via`] decodes it (`None`: copied as received).
+    pub top_via: Option<&'a Via<'b>>,
+    /// Where it came from.
+    pub source: SocketAddr,
+}
+
+/// [`write_response_with_body`] for a request whose top Via is already decoded, with extra
+/// headers of any string-like types (a route's rendered values go in without being collected
+/// into a new vector).
+pub fn write_answer<N: AsRef<str>, V: AsRef<[u8]>>(
+    to: &Answering<'_, '_, '_>,
+    code: u16,
+    reason: &[u8],
+    to_tag: &[u8],
+    headers: &[(N, V)],
+    body: Option<(&[u8], &[u8])>,
+    out: &mut Vec<u8>,
+) {
+    let (req, source) = (to.req, to.source);
     write_status_line(code, reason, out);
     let mut first_via = true;
     for h in req.headers() {
@@ -52,7 +87,7 @@ pub fn write_response_with_body(
                 out.extend_from_slice(b"Via: ");
                 if first_via {
                     first_via = false;
-                    write_top_via(h.value, source, out);
+                    write_top_via(h.value, to.top_via, source, out);
                 } else {
                     out.extend_from_slice(h.value);
                 }
@@ -78,9 +113,9 @@ pub fn write_response_with_body(
         }
     }
     for (name, value) in headers {
-        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(name.as_ref().as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
+        out.extend_from_slice(value.as_ref());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"Server: sipshard\r\n");
@@ -188,11 +223,12 @@ fn contains_tag(v: &[u8]) -> bool {
     v.windows(4).any(|w| w.eq_ignore_ascii_case(b"tag="))
 }
 
-/// Rewrites the top Via value of one header line: the first comma-separated value gets
-/// `received` / `rport`; later values of the same line are kept as sent.
-fn write_top_via(value: &[u8], source: SocketAddr, out: &mut Vec<u8>) {
-    let mut vias = sipshard_parser::sip::Vias::new(value);
-    let Some(Ok(top)) = vias.next() else {
+/// Rewrites the top Via value of one header line (`top` is its first value decoded; `None`
+/// when it does not decode, and then the line is copied as received): the first
+/// comma-separated value gets `received` / `rport`; later values of the same line are kept as
+/// sent.
+fn write_top_via(value: &[u8], top: Option<&Via<'_>>, source: SocketAddr, out: &mut Vec<u8>) {
+    let Some(top) = top else {
         out.extend_from_slice(value);
         return;
     };
@@ -203,7 +239,11 @@ fn write_top_via(value: &[u8], source: SocketAddr, out: &mut Vec<u8>) {
     out.push(b'/');
     out.extend_from_slice(top.transport);
     out.push(b' ');
-    out.extend_from_slice(&top.host.as_bytes());
+    match top.host {
+        // Written from the decoded address: `Host::as_bytes` would format it into a new string.
+        Host::V4(a) => wire::ip(out, IpAddr::V4(a)),
+        _ => out.extend_from_slice(&top.host.as_bytes()),
+    }
     if let Some(p) = top.port {
         out.push(b':');
         wire::dec(out, p);

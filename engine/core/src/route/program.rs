@@ -42,6 +42,12 @@ pub struct HeaderName {
     kind: HeaderKind,
 }
 
+impl AsRef<str> for HeaderName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
 impl HeaderName {
     /// Classifies `name` (long or compact form, any case).
     pub fn new(name: &str) -> HeaderName {

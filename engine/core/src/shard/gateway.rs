@@ -14,7 +14,6 @@ use crate::transaction::{Hop, RequestMatch, Timers, TxId};
 use crate::transport::{MsrpConn, RxContext, Transport};
 use sipshard_parser::sip::{self, Framing, Message, EMPTY_HEADER};
 use sipshard_parser::Status;
-use std::io::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 impl ShardCore {
@@ -363,19 +362,25 @@ impl ShardCore {
         let mut ra = Vec::new();
         let mut headers: Vec<(&str, &[u8])> = Vec::new();
         if let Some(s) = retry_after {
-            let _ = write!(ra, "{s}");
+            crate::wire::dec(&mut ra, s);
             headers.push(("Retry-After", &ra));
         }
-        sip_write::write_response(
-            msg,
-            rx.source,
+        let top_via = msg.top_via();
+        let to = sip_write::Answering {
+            req: msg,
+            top_via: top_via.as_ref(),
+            source: rx.source,
+        };
+        sip_write::write_answer(
+            &to,
             code,
             reason_phrase(code).as_bytes(),
             self.tags.next(&mut tag),
             &headers,
+            None,
             &mut out,
         );
-        self.respond_to(now_ms, msg, rx, code, out, outs);
+        self.respond_to(now_ms, &to, rx, code, out, outs);
     }
 
     /// Sends the gateway's answer to the request a run is routing.
@@ -388,7 +393,15 @@ impl ShardCore {
         outs: &mut Vec<Out>,
     ) {
         match reply.response {
-            Some(bytes) => self.respond_to(now_ms, msg, rx, reply.code, bytes, outs),
+            Some(bytes) => {
+                let top_via = msg.top_via();
+                let to = sip_write::Answering {
+                    req: msg,
+                    top_via: top_via.as_ref(),
+                    source: rx.source,
+                };
+                self.respond_to(now_ms, &to, rx, reply.code, bytes, outs);
+            }
             None => self.reply_code(now_ms, msg, rx, reply.code, reply.retry_after, outs),
         }
     }
@@ -398,12 +411,13 @@ impl ShardCore {
     pub(super) fn respond_to(
         &mut self,
         now_ms: u64,
-        msg: &Message<'_, '_>,
+        to: &sip_write::Answering<'_, '_, '_>,
         rx: &RxContext,
         code: u16,
         bytes: Vec<u8>,
         outs: &mut Vec<Out>,
     ) {
+        let msg = to.req;
         if self.gateway.is_some() && msg.method() != Some(b"ACK") {
             // Made now when the request has none, so that its retransmissions get this
             // answer again.
@@ -421,7 +435,7 @@ impl ShardCore {
                 }
             }
         }
-        outs.extend(Out::to_sender(rx, msg.top_via().as_ref(), bytes));
+        outs.extend(Out::to_sender(rx, to.top_via, bytes));
     }
 
     /// Runs a `gw:*` event route on a MESSAGE standing for the session (From, To and

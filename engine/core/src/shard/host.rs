@@ -288,30 +288,25 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
             );
             return;
         }
-        let headers: Vec<(&str, &[u8])> = reply
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
         let mut tag = Vec::with_capacity(32);
         let mut out = Vec::with_capacity(512);
-        sip_write::write_response(
-            self.msg,
-            self.rx.source,
+        let top_via = self.msg.top_via();
+        let to = sip_write::Answering {
+            req: self.msg,
+            top_via: top_via.as_ref(),
+            source: self.rx.source,
+        };
+        sip_write::write_answer(
+            &to,
             reply.code,
             reply.reason,
             self.core.tags.next(&mut tag),
-            &headers,
+            reply.headers,
+            None,
             &mut out,
         );
-        self.core.respond_to(
-            self.cx.now_ms,
-            self.msg,
-            &self.rx,
-            reply.code,
-            out,
-            self.outs,
-        );
+        self.core
+            .respond_to(self.cx.now_ms, &to, &self.rx, reply.code, out, self.outs);
     }
 
     fn forward(&mut self, to: Target, edits: &[HeaderEdit]) -> Poll<ForwardResult> {

@@ -102,7 +102,11 @@ impl Ownership {
     /// [`Ownership::route_by_tags`]), else its Call-ID's owner, or this shard when no Call-ID
     /// is found (the message is then answered, or refused, here).
     pub fn of_message(&self, bytes: &[u8]) -> usize {
-        if self.tags && self.shards > 1 {
+        // One shard owns everything: no need to find the Call-ID.
+        if self.shards == 1 {
+            return self.id;
+        }
+        if self.tags {
             if let Some(s) = self.of_tags(bytes) {
                 return s;
             }
