@@ -464,6 +464,8 @@ pub struct ToTags {
     boot: u32,
     shard: u16,
     next: u64,
+    /// The last tag written: one buffer for all of them instead of one per response.
+    buf: Vec<u8>,
 }
 
 impl ToTags {
@@ -473,12 +475,14 @@ impl ToTags {
             boot: boot as u32,
             shard,
             next: 0,
+            buf: Vec::with_capacity(32),
         }
     }
 
-    /// Writes the next tag into `out` (cleared first) and returns it.
-    pub fn next<'a>(&mut self, out: &'a mut Vec<u8>) -> &'a [u8] {
+    /// The next tag.
+    pub fn fresh(&mut self) -> &[u8] {
         self.next += 1;
+        let out = &mut self.buf;
         out.clear();
         out.extend_from_slice(b"ss");
         wire::hex(out, u64::from(self.boot));

@@ -12,6 +12,7 @@
 use super::program::{GroupId, HeaderName, RouteId};
 use serde::{Deserialize, Serialize};
 use sipshard_parser::sip::Message;
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -279,7 +280,7 @@ pub struct Reply<'a> {
     pub reason: &'a [u8],
     /// Extra headers, in config order, values rendered. The host adds Via, From, To (with a
     /// tag when the request had none), Call-ID, CSeq and Content-Length itself.
-    pub headers: &'a [(&'a HeaderName, Vec<u8>)],
+    pub headers: &'a [(&'a HeaderName, Cow<'a, [u8]>)],
 }
 
 /// A `set_header` / `remove_header` edit, applied by the host when it forwards the message.

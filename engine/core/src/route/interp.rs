@@ -20,6 +20,7 @@ use super::host::{
 use super::program::{Action, ForwardTo, Match, Program, RouteId, Step};
 use super::template::Template;
 use sipshard_parser::sip::StartLine;
+use smallvec::SmallVec;
 use std::fmt;
 use std::task::Poll;
 
@@ -249,14 +250,13 @@ fn exec<H: Host + ?Sized>(program: &Program, st: &mut State, step: &Step, host: 
                 );
                 return Exec::End(Outcome::Dropped);
             }
-            let mut r = Vec::new();
-            reason.render(host, vars, &mut r);
-            let mut hs = Vec::with_capacity(headers.len());
-            for (name, value) in headers {
-                let mut v = Vec::new();
-                value.render(host, vars, &mut v);
-                hs.push((name, v));
-            }
+            // Borrowed where they can be, and on the stack for the usual few headers: a reply
+            // is made for nearly every request.
+            let r = reason.render_cow(host, vars);
+            let hs: SmallVec<[_; 4]> = headers
+                .iter()
+                .map(|(name, value)| (name, value.render_cow(host, vars)))
+                .collect();
             host.reply(&Reply {
                 code: *code,
                 reason: &r,

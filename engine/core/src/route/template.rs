@@ -7,6 +7,7 @@
 use super::host::{GwField, Host};
 use super::program::{HeaderName, VarId};
 use sipshard_parser::sip::StartLine;
+use std::borrow::Cow;
 
 /// The built-in variables, as written after `$`.
 pub(crate) const VARIABLES: &[(&str, &str)] = &[
@@ -208,6 +209,24 @@ impl Template {
     #[cfg(test)]
     pub fn segments(&self) -> &[Seg] {
         &self.segs
+    }
+
+    /// The rendered template, borrowed where it is a literal or one variable (a reply's reason
+    /// phrase and most of its header values): no buffer for those.
+    pub fn render_cow<'a, H: Host + ?Sized>(
+        &'a self,
+        host: &mut H,
+        vars: &'a [Vec<u8>],
+    ) -> Cow<'a, [u8]> {
+        if let Some(l) = self.as_literal() {
+            return Cow::Borrowed(l);
+        }
+        if let Some(v) = self.as_var().and_then(|v| vars.get(v.0 as usize)) {
+            return Cow::Borrowed(v);
+        }
+        let mut out = Vec::new();
+        self.render(host, vars, &mut out);
+        Cow::Owned(out)
     }
 
     /// Appends the rendered template to `out`.

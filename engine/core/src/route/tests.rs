@@ -703,6 +703,43 @@ rules = [ { actions = [
 }
 
 #[test]
+fn reply_headers_of_every_template_shape_render_past_the_inline_four() {
+    // Literal, one variable, a variable twice, a mix and an empty value: the reply borrows the
+    // literal and single-variable ones and renders the rest, and a fifth header spills off the
+    // stack.
+    let src = r#"
+[route.request]
+rules = [ { actions = [
+  { set = { v = "from-var" } },
+  { reply = { code = 202, reason = "$var(v)", headers = { A = "plain", B = "$var(v)", C = "$var(v)$var(v)", D = "<$var(v)|$ci>", E = "" } } },
+] } ]
+"#;
+    let (out, ev) = events(src, &sip("MESSAGE", "call-5", ""));
+    assert!(matches!(out, Outcome::Replied));
+    let Ev::Reply {
+        reason, headers, ..
+    } = &ev[0]
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(reason, "from-var");
+    let got: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("A", "plain"),
+            ("B", "from-var"),
+            ("C", "from-varfrom-var"),
+            ("D", "<from-var|call-5>"),
+            ("E", "")
+        ]
+    );
+}
+
+#[test]
 fn template_variables_render() {
     let src = r#"
 [route.request]

@@ -330,13 +330,12 @@ impl ShardCore {
             RequestMatch::Ack | RequestMatch::Stateless => Ok(None),
             RequestMatch::Full => {
                 let mut out = Vec::new();
-                let mut tag = Vec::with_capacity(32);
                 sip_write::write_response(
                     msg,
                     rx.source,
                     503,
                     b"Service Unavailable",
-                    self.tags.next(&mut tag),
+                    self.tags.fresh(),
                     &[("Retry-After", b"5")],
                     &mut out,
                 );
@@ -358,7 +357,6 @@ impl ShardCore {
         outs: &mut Vec<Out>,
     ) {
         let mut out = Vec::with_capacity(384);
-        let mut tag = Vec::with_capacity(32);
         let mut ra = Vec::new();
         let mut headers: Vec<(&str, &[u8])> = Vec::new();
         if let Some(s) = retry_after {
@@ -375,7 +373,7 @@ impl ShardCore {
             &to,
             code,
             reason_phrase(code).as_bytes(),
-            self.tags.next(&mut tag),
+            self.tags.fresh(),
             &headers,
             None,
             &mut out,

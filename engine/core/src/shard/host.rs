@@ -288,7 +288,6 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
             );
             return;
         }
-        let mut tag = Vec::with_capacity(32);
         let mut out = Vec::with_capacity(512);
         let top_via = self.msg.top_via();
         let to = sip_write::Answering {
@@ -300,7 +299,7 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
             &to,
             reply.code,
             reply.reason,
-            self.core.tags.next(&mut tag),
+            self.core.tags.fresh(),
             reply.headers,
             None,
             &mut out,

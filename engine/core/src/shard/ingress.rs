@@ -94,9 +94,8 @@ fn refuse(
     tags: &mut ToTags,
     outs: &mut Vec<Out>,
 ) {
-    let mut tag = Vec::with_capacity(32);
     let mut out = Vec::with_capacity(512);
-    sip_write::write_error_response(bytes, code, why, tags.next(&mut tag), &mut out);
+    sip_write::write_error_response(bytes, code, why, tags.fresh(), &mut out);
     outs.extend(Out::to_sender(rx, top_via, out));
 }
 
@@ -107,14 +106,7 @@ pub(crate) fn framing_error_reply(buf: &[u8], e: FrameError, tags: &mut ToTags) 
     if buf.starts_with(b"SIP/") {
         return None;
     }
-    let mut tag = Vec::with_capacity(32);
     let mut out = Vec::with_capacity(512);
-    sip_write::write_error_response(
-        buf,
-        e.status_code(),
-        e.reason(),
-        tags.next(&mut tag),
-        &mut out,
-    );
+    sip_write::write_error_response(buf, e.status_code(), e.reason(), tags.fresh(), &mut out);
     Some(out)
 }
