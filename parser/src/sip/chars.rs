@@ -3,13 +3,13 @@
 //! Every scanner in the SIP parser asks "is this byte a token character / URI user character /
 //! ...?" many times per message; a 256-entry table answers each in one load.
 
-const TOKEN: u8 = 1;
+pub(crate) const TOKEN: u8 = 1;
 const WORD: u8 = 2;
-const USER: u8 = 4;
+pub(crate) const USER: u8 = 4;
 const PARAM: u8 = 8;
 const HOST: u8 = 16;
 const HNV: u8 = 32;
-const PASSWORD: u8 = 64;
+pub(crate) const PASSWORD: u8 = 64;
 const SCHEME: u8 = 128;
 
 const fn build() -> [u8; 256] {
@@ -96,6 +96,12 @@ const fn build() -> [u8; 256] {
 }
 
 static TABLE: [u8; 256] = build();
+
+/// The class bits of `c`, for scanners that switch class part-way (user, then password).
+#[inline(always)]
+pub(crate) fn class(c: u8) -> u8 {
+    TABLE[c as usize]
+}
 
 #[inline(always)]
 pub(crate) fn is_token(c: u8) -> bool {

@@ -13,6 +13,8 @@
 
 mod callid;
 pub(crate) mod chars;
+#[doc(hidden)]
+pub mod check;
 mod frame;
 mod header;
 #[doc(hidden)]
@@ -513,7 +515,9 @@ impl<'h, 'b> Message<'h, 'b> {
         let is_response = !self.is_request();
         let err = |kind| Error { kind, is_response };
         if let StartLine::Request { uri, .. } = self.start {
-            parse_uri(uri, UriContext::RequestUri).map_err(|_| err(ErrorKind::RequestUri))?;
+            if !check::uri_ok(uri, UriContext::RequestUri) {
+                return Err(err(ErrorKind::RequestUri));
+            }
         }
         if self.bare_cr {
             return Err(err(ErrorKind::LineEnding));
@@ -525,48 +529,31 @@ impl<'h, 'b> Message<'h, 'b> {
     }
 }
 
+/// The full syntax of one header value. The decoders are the reference; the checks in
+/// `check` give their verdicts without building what they decode.
 fn validate_header(kind: HeaderKind, value: &[u8]) -> Result<(), ValueError> {
-    match kind {
-        HeaderKind::Via => {
-            let mut any = false;
-            for v in Vias::new(value) {
-                v?;
-                any = true;
-            }
-            if !any {
-                return Err(ValueError);
-            }
-        }
-        HeaderKind::CallId => header::check_call_id(value)?,
-        HeaderKind::CSeq => {
-            CSeq::parse(value)?;
-        }
-        HeaderKind::From | HeaderKind::To => {
-            NameAddr::parse(value)?;
-        }
-        HeaderKind::MaxForwards => {
-            parse_decimal(value, 255).ok_or(ValueError)?;
-        }
-        HeaderKind::ContentLength | HeaderKind::Expires => {
-            parse_decimal(value, u64::from(u32::MAX)).ok_or(ValueError)?;
-        }
-        HeaderKind::ContentType => header::check_media_type(value)?,
-        HeaderKind::Contact if value == b"*" => {}
+    let ok = match kind {
+        HeaderKind::Via => check::via_list_ok(value),
+        HeaderKind::CallId => header::check_call_id(value).is_ok(),
+        // `parse` has already refused every malformed CSeq, Max-Forwards and Content-Length
+        // value (not only the first of each), and a `Message` only comes from `parse`.
+        HeaderKind::CSeq | HeaderKind::MaxForwards | HeaderKind::ContentLength => true,
+        HeaderKind::From | HeaderKind::To => check::name_addr_ok(value),
+        HeaderKind::Expires => parse_decimal(value, u64::from(u32::MAX)).is_some(),
+        HeaderKind::ContentType => header::check_media_type(value).is_ok(),
+        HeaderKind::Contact if value == b"*" => true,
         HeaderKind::Contact | HeaderKind::Route | HeaderKind::RecordRoute => {
-            let mut any = false;
-            for na in NameAddrs::new(value) {
-                na?;
-                any = true;
-            }
-            if !any {
-                return Err(ValueError);
-            }
+            check::name_addr_list_ok(value)
         }
         // rfc1123-date: the zone must be "GMT" (RFC 3261 §20.17, RFC 4475 §3.1.2.12).
-        HeaderKind::Date if !value.ends_with(b" GMT") => return Err(ValueError),
-        _ => {}
+        HeaderKind::Date => value.ends_with(b" GMT"),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ValueError)
     }
-    Ok(())
 }
 
 /// Internal: an error, or "need more bytes" (stream framing only).
