@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(scan::rfind(hay, x), scan::rfind_scalar(hay, x));
     }
     assert_eq!(scan::find2(hay, a, b), scan::find2_scalar(hay, a, b));
+    assert_eq!(scan::find3(hay, a, b, b';'), scan::find3_scalar(hay, a, b, b';'));
     for n in [a % 129, 0x0e] {
         assert_eq!(scan::find_lt(hay, n), scan::find_lt_scalar(hay, n));
         assert_eq!(scan::find_lt_or(hay, n, b), scan::find_lt_or_scalar(hay, n, b));

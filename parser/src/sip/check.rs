@@ -11,8 +11,8 @@
 //! The property tests below and the `sip_check` fuzz target compare every check with its
 //! decoder on valid-looking and mutated values.
 
-use super::chars::{class, is_hnv, is_host, is_lws, is_param, is_token, parse_decimal};
-use super::chars::{PASSWORD, USER};
+use super::chars::{class_end, is_hnv, is_lws, parse_decimal};
+use super::chars::{HOST, PASSWORD_PLAIN, TOKEN, TOKEN_OR_COLON, URI_PARAM_PLAIN, USER_PLAIN};
 use super::scan;
 use super::uri::{parse_host, parse_uri, UriContext};
 
@@ -25,11 +25,8 @@ fn skip_lws(s: &[u8], mut i: usize) -> usize {
 }
 
 #[inline(always)]
-fn token_end(s: &[u8], mut i: usize) -> usize {
-    while i < s.len() && is_token(s[i]) {
-        i += 1;
-    }
-    i
+fn token_end(s: &[u8], i: usize) -> usize {
+    class_end(s, i, TOKEN)
 }
 
 /// Whether the `%` at `i` starts a `%HEXHEX` escape inside `s`.
@@ -95,44 +92,44 @@ fn sip_rest_ok(rest: &[u8], ctx: UriContext) -> bool {
 
 /// `user [":" password]`: the first `:` switches from the user class to the password class.
 fn userinfo_ok(ui: &[u8]) -> bool {
-    let mut want = USER;
-    for (i, &c) in ui.iter().enumerate() {
-        if class(c) & want == 0 {
-            // Neither class holds `:`; the first one ends a (non-empty) user.
-            if c == b':' && want == USER && i > 0 {
-                want = PASSWORD;
-                continue;
+    let mut plain = USER_PLAIN;
+    let mut i = 0;
+    loop {
+        i = class_end(ui, i, plain);
+        match ui.get(i) {
+            None => return !ui.is_empty(),
+            // An escape cut by the `:` fails here as it does on the user alone (`:` is no hex
+            // digit); the two hex digits are in both classes.
+            Some(b'%') if escape_ok(ui, i) => i += 3,
+            // Neither class holds `:`; the first one ends a non-empty user.
+            Some(b':') if plain == USER_PLAIN && i > 0 => {
+                plain = PASSWORD_PLAIN;
+                i += 1;
             }
-            return false;
-        }
-        // An escape cut by the `:` fails here as it does on the user alone (`:` is no hex digit).
-        if c == b'%' && !escape_ok(ui, i) {
-            return false;
+            Some(_) => return false,
         }
     }
-    !ui.is_empty()
 }
 
 /// `uri-parameter *( ";" uri-parameter )`, then the headers if a `?` follows: no empty
 /// parameter, only param characters and `=`, valid escapes.
 fn uri_params_ok(p: &[u8], ctx: UriContext) -> bool {
-    let mut item_len = 0usize;
-    for (i, &c) in p.iter().enumerate() {
-        if c == b';' {
-            if item_len == 0 {
-                return false;
+    // Where the current parameter starts: it is empty while `i` is still there.
+    let mut item = 0;
+    let mut i = 0;
+    loop {
+        i = class_end(p, i, URI_PARAM_PLAIN);
+        match p.get(i) {
+            None => return i > item,
+            Some(b'%') if escape_ok(p, i) => i += 3,
+            Some(b';') if i > item => {
+                i += 1;
+                item = i;
             }
-            item_len = 0;
-        } else if c == b'?' {
-            return item_len > 0 && uri_headers_ok(&p[i + 1..], ctx);
-        } else {
-            if !(is_param(c) || c == b'=') || (c == b'%' && !escape_ok(p, i)) {
-                return false;
-            }
-            item_len += 1;
+            Some(b'?') => return i > item && uri_headers_ok(&p[i + 1..], ctx),
+            Some(_) => return false,
         }
     }
-    item_len > 0
 }
 
 fn uri_headers_ok(h: &[u8], ctx: UriContext) -> bool {
@@ -146,10 +143,7 @@ pub fn host_len(s: &[u8]) -> Option<usize> {
     if s.first() == Some(&b'[') {
         return parse_host(s).map(|(_, n)| n);
     }
-    let mut end = 0;
-    while end < s.len() && is_host(s[end]) {
-        end += 1;
-    }
+    let end = class_end(s, 0, HOST);
     let name = &s[..end];
     let first = *name.first()?;
     if first == b'.' || first == b'-' {
@@ -197,9 +191,7 @@ fn generic_params_end(s: &[u8], i: usize, stop: Option<u8>) -> Option<usize> {
                 _ => {
                     // token, or an unbracketed IPv6address (`received`, RFC 3261 §20.42).
                     let start = i;
-                    while i < s.len() && (is_token(s[i]) || s[i] == b':') {
-                        i += 1;
-                    }
+                    i = class_end(s, i, TOKEN_OR_COLON);
                     if i == start {
                         return None;
                     }
@@ -277,7 +269,7 @@ fn name_addr_len(s: &[u8], stop: Option<u8>) -> Option<usize> {
         _ => {
             // Display-name tokens followed by `<`, or an addr-spec.
             let mut j = i;
-            while j < s.len() && (is_token(s[j]) || is_lws(s[j])) {
+            while j < s.len() && (super::chars::is_token(s[j]) || is_lws(s[j])) {
                 j += 1;
             }
             if s.get(j) == Some(&b'<') {
@@ -619,6 +611,20 @@ mod tests {
         #[test]
         fn name_addr_list_check_agrees_with_decoder(s in mutated(list(name_addr()))) {
             prop_assert_eq!(name_addr_list_ok(&s), decoder_name_addrs(&s));
+        }
+
+        #[test]
+        fn tag_scan_agrees_with_decoder(s in mutated(name_addr())) {
+            if let Ok(na) = NameAddr::parse(&s) {
+                prop_assert_eq!(crate::sip::header::name_addr_tag(&s), na.tag());
+            }
+        }
+
+        #[test]
+        fn branch_scan_agrees_with_decoder(s in mutated(list(via()))) {
+            if let Some(Ok(v)) = Vias::new(&s).next() {
+                prop_assert_eq!(crate::sip::header::via_branch(&s), v.branch());
+            }
         }
 
         #[test]

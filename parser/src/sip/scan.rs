@@ -71,6 +71,28 @@ pub fn find2(s: &[u8], a: u8, b: u8) -> Option<usize> {
     None
 }
 
+/// Index of the first `a`, `b` or `c` in `s`.
+#[inline]
+pub fn find3(s: &[u8], a: u8, b: u8, c: u8) -> Option<usize> {
+    let (pa, pb, pc) = (LO * u64::from(a), LO * u64::from(b), LO * u64::from(c));
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let w = word(s, i);
+        let z = zero_bytes(w ^ pa) | zero_bytes(w ^ pb) | zero_bytes(w ^ pc);
+        if z != 0 {
+            return Some(i + (z.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    while i < s.len() {
+        if s[i] == a || s[i] == b || s[i] == c {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Index of the first byte below `n` (at most 128) in `s`: the header splitter looks for CR
 /// and LF (0x0D, 0x0A) with `n` = 0x0E, one subtraction per word where [`find2`] needs two
 /// compares, and skips the rare other control bytes (HT) it meets.
@@ -146,6 +168,11 @@ pub fn find2_scalar(s: &[u8], a: u8, b: u8) -> Option<usize> {
     s.iter().position(|&c| c == a || c == b)
 }
 
+/// The byte-at-a-time [`find3`].
+pub fn find3_scalar(s: &[u8], a: u8, b: u8, c: u8) -> Option<usize> {
+    s.iter().position(|&x| x == a || x == b || x == c)
+}
+
 /// The byte-at-a-time [`find_lt`].
 pub fn find_lt_scalar(s: &[u8], n: u8) -> Option<usize> {
     s.iter().position(|&c| c < n)
@@ -184,31 +211,44 @@ pub fn escaped_all(s: &[u8], ok: impl Fn(u8) -> bool) -> bool {
 
 /// A dotted quad as `Ipv4Addr::from_str` accepts it (four decimal octets of at most three
 /// digits, no leading zero, each at most 255), without its UTF-8 check and generic number
-/// reader.
+/// reader: one pass, one state update per byte.
 #[inline]
 pub fn dotted_quad(s: &[u8]) -> Option<Ipv4Addr> {
+    if !(7..=15).contains(&s.len()) {
+        return None;
+    }
     let mut octets = [0u8; 4];
-    let mut i = 0;
-    for (k, o) in octets.iter_mut().enumerate() {
-        if k > 0 {
-            if s.get(i) != Some(&b'.') {
+    let mut k = 0;
+    let mut v: u32 = 0;
+    let mut digits = 0;
+    for &c in s {
+        if c == b'.' {
+            if digits == 0 || k == 3 {
                 return None;
             }
-            i += 1;
+            octets[k] = v as u8;
+            k += 1;
+            v = 0;
+            digits = 0;
+        } else {
+            let d = c.wrapping_sub(b'0');
+            // A digit after a leading 0 is refused; past 255 no octet can come back in range,
+            // which also bounds an octet to three digits.
+            if d > 9 || (digits == 1 && v == 0) {
+                return None;
+            }
+            v = v * 10 + u32::from(d);
+            if v > 255 {
+                return None;
+            }
+            digits += 1;
         }
-        let start = i;
-        let mut v: u32 = 0;
-        while i < s.len() && s[i].is_ascii_digit() && i - start < 3 {
-            v = v * 10 + u32::from(s[i] - b'0');
-            i += 1;
-        }
-        let len = i - start;
-        if len == 0 || (len > 1 && s[start] == b'0') || v > 255 {
-            return None;
-        }
-        *o = v as u8;
     }
-    (i == s.len()).then(|| Ipv4Addr::from(octets))
+    if k != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = v as u8;
+    Some(Ipv4Addr::from(octets))
 }
 
 #[cfg(test)]
@@ -243,6 +283,8 @@ mod tests {
                 prop_assert_eq!(rfind(&s, x), rfind_scalar(&s, x));
             }
             prop_assert_eq!(find2(&s, a, b), find2_scalar(&s, a, b));
+            prop_assert_eq!(find3(&s, a, b, b'@'), find3_scalar(&s, a, b, b'@'));
+            prop_assert_eq!(find3(&s, b';', b',', b'"'), find3_scalar(&s, b';', b',', b'"'));
             let n = a % 129;
             prop_assert_eq!(find_lt(&s, n), find_lt_scalar(&s, n));
             prop_assert_eq!(find_lt(&s, 0x0e), find_lt_scalar(&s, 0x0e));
@@ -252,7 +294,7 @@ mod tests {
         }
 
         #[test]
-        fn dotted_quad_agrees_with_std(s in "[0-9.]{0,18}") {
+        fn dotted_quad_agrees_with_std(s in "[0-9.]{0,18}|0?[0-9]{1,3}(\\.0?[0-9]{1,3}){2,4}\\.?") {
             prop_assert_eq!(dotted_quad(s.as_bytes()), s.parse::<Ipv4Addr>().ok());
         }
     }
