@@ -66,7 +66,8 @@ header_kinds! {
 
 impl HeaderKind {
     /// Classifies a header name, long or compact form, case-insensitively: one dispatch on
-    /// (length, first letter), then at most one comparison.
+    /// (length, first letter), then at most one comparison. Only a name made of token
+    /// characters is ever classified as a known header.
     pub fn from_name(name: &[u8]) -> HeaderKind {
         use HeaderKind::*;
         let Some(&first) = name.first() else {
@@ -106,28 +107,38 @@ impl HeaderKind {
             _ => return Other,
         };
         match candidate.canonical_name() {
-            Some(c) if token_eq_ignore_case(name, c.as_bytes()) => candidate,
+            Some(c) if name_eq_ignore_case(name, c.as_bytes()) => candidate,
             _ => Other,
         }
     }
 }
 
-/// Case-insensitive equality of a token (as the header splitter accepts them) with an ASCII
-/// name: for token characters, setting bit 0x20 maps upper-case letters to lower case and
-/// changes no other token character into a letter, digit or `-`.
+/// Case-insensitive equality of any bytes with a canonical header name (ASCII letters and
+/// `-`): bit 0x20 is ignored only where the name has a letter (bit 0x40 set; `-` has it
+/// clear), so a letter matches its two cases and nothing else, and `-` matches only itself
+/// (CR differs from it in that bit alone). A name this accepts is therefore all token
+/// characters, which lets the header splitter skip its own token walk for known names.
 #[inline]
-fn token_eq_ignore_case(token: &[u8], name: &[u8]) -> bool {
+fn name_eq_ignore_case(token: &[u8], name: &[u8]) -> bool {
     #[inline(always)]
-    fn w8(s: &[u8], i: usize) -> u64 {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[i..i + 8]);
-        u64::from_le_bytes(w) | 0x2020_2020_2020_2020
+    fn eq8(t: &[u8], n: &[u8], i: usize) -> bool {
+        let mut a = [0u8; 8];
+        let mut b = [0u8; 8];
+        a.copy_from_slice(&t[i..i + 8]);
+        b.copy_from_slice(&n[i..i + 8]);
+        let (a, b) = (u64::from_le_bytes(a), u64::from_le_bytes(b));
+        let m = (b & 0x4040_4040_4040_4040) >> 1;
+        a | m == b | m
     }
     #[inline(always)]
-    fn w4(s: &[u8], i: usize) -> u32 {
-        let mut w = [0u8; 4];
-        w.copy_from_slice(&s[i..i + 4]);
-        u32::from_le_bytes(w) | 0x2020_2020
+    fn eq4(t: &[u8], n: &[u8], i: usize) -> bool {
+        let mut a = [0u8; 4];
+        let mut b = [0u8; 4];
+        a.copy_from_slice(&t[i..i + 4]);
+        b.copy_from_slice(&n[i..i + 4]);
+        let (a, b) = (u32::from_le_bytes(a), u32::from_le_bytes(b));
+        let m = (b & 0x4040_4040) >> 1;
+        a | m == b | m
     }
     let n = token.len();
     if n != name.len() {
@@ -137,24 +148,27 @@ fn token_eq_ignore_case(token: &[u8], name: &[u8]) -> bool {
         // Whole words, the last one overlapping the previous.
         let mut i = 0;
         while i + 8 < n {
-            if w8(token, i) != w8(name, i) {
+            if !eq8(token, name, i) {
                 return false;
             }
             i += 8;
         }
-        return w8(token, n - 8) == w8(name, n - 8);
+        return eq8(token, name, n - 8);
     }
     if n >= 4 {
-        return w4(token, 0) == w4(name, 0) && w4(token, n - 4) == w4(name, n - 4);
+        return eq4(token, name, 0) && eq4(token, name, n - 4);
     }
-    token.iter().zip(name).all(|(&a, &b)| a | 0x20 == b | 0x20)
+    token.iter().zip(name).all(|(&a, &b)| {
+        let m = (b & 0x40) >> 1;
+        a | m == b | m
+    })
 }
 
 /// Finds the `branch` parameter of the first Via value of a header line without decoding the
 /// sent-by: scans the parameters up to the first `,` outside a quoted string.
 pub(crate) fn via_branch(v: &[u8]) -> Option<&[u8]> {
     // Sent-protocol and sent-by hold no `;`, `,` or quotes: jump to the first parameter.
-    let mut i = memchr::memchr3(b';', b',', b'"', v)?;
+    let mut i = scan::find3(v, b';', b',', b'"')?;
     loop {
         // `i` is at a `;` (next parameter), `,` (next Via value) or `"` (malformed here).
         if v.get(i) != Some(&b';') {
@@ -779,6 +793,45 @@ pub(crate) fn check_media_type(v: &[u8]) -> Result<(), ValueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// A name classified as known is one the splitter's token walk would have read whole,
+        /// and the classification is the plain case-insensitive comparison.
+        #[test]
+        fn known_names_are_tokens(
+            name in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => proptest::sample::select(b"CcAaLlIiDdOoNnTtEeSsQqVvFfRrMmXxWwPpGgYy-\r\x0d\x0e\x2d\x0c .:".to_vec()),
+                    1 => proptest::arbitrary::any::<u8>(),
+                ],
+                0..20,
+            ),
+        ) {
+            let kind = HeaderKind::from_name(&name);
+            if kind != HeaderKind::Other {
+                proptest::prop_assert!(name.iter().all(|&c| is_token(c)));
+            }
+            let plain = [
+                HeaderKind::Via, HeaderKind::CallId, HeaderKind::CSeq, HeaderKind::From,
+                HeaderKind::To, HeaderKind::MaxForwards, HeaderKind::ContentLength,
+                HeaderKind::ContentType, HeaderKind::Contact, HeaderKind::Route,
+                HeaderKind::RecordRoute, HeaderKind::Expires, HeaderKind::Date,
+                HeaderKind::ContentEncoding, HeaderKind::Supported, HeaderKind::Subject,
+                HeaderKind::Event, HeaderKind::AllowEvents, HeaderKind::ReferTo,
+                HeaderKind::ReferredBy, HeaderKind::SessionExpires, HeaderKind::Identity,
+                HeaderKind::AcceptContact, HeaderKind::RejectContact,
+                HeaderKind::RequestDisposition, HeaderKind::IdentityInfo,
+            ]
+            .into_iter()
+            .find(|k| k.canonical_name().unwrap().as_bytes().eq_ignore_ascii_case(&name))
+            .or_else(|| match name.as_slice() {
+                [c] => Some(HeaderKind::compact(c.to_ascii_lowercase())).filter(|k| *k != HeaderKind::Other),
+                _ => None,
+            })
+            .unwrap_or(HeaderKind::Other);
+            proptest::prop_assert_eq!(kind, plain);
+        }
+    }
 
     #[test]
     fn names() {

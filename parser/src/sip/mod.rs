@@ -704,19 +704,40 @@ fn parse_inner<'h, 'b>(
             },
             Some(_) => {}
         }
-        // header-name HCOLON
-        let name_start = pos;
-        while pos < buf.len() && is_token(buf[pos]) {
-            pos += 1;
+        // header-name HCOLON. Most names are known ones right before the colon: one SWAR
+        // search for the colon and one classification. `from_name` calls a name known only
+        // when it is all token characters, so the token walk would have stopped at the same
+        // colon; anything else (unknown names, SP before the colon, no colon close by) takes
+        // the walk.
+        let window = &buf[pos..buf.len().min(pos + 20)];
+        let mut candidate_len = usize::MAX;
+        let mut kind = HeaderKind::Other;
+        if let Some(c) = scan::find(window, b':') {
+            candidate_len = c;
+            kind = HeaderKind::from_name(&window[..c]);
         }
-        let name = &buf[name_start..pos];
-        while pos < buf.len() && (buf[pos] == b' ' || buf[pos] == b'\t') {
-            pos += 1;
-        }
-        match buf.get(pos) {
-            None => return Err(Fail::Incomplete),
-            Some(b':') if !name.is_empty() => pos += 1,
-            Some(_) => return Err(ErrorKind::HeaderName.into()),
+        let name;
+        if kind != HeaderKind::Other {
+            name = &window[..candidate_len];
+            pos += candidate_len + 1;
+        } else {
+            let name_start = pos;
+            while pos < buf.len() && is_token(buf[pos]) {
+                pos += 1;
+            }
+            name = &buf[name_start..pos];
+            while pos < buf.len() && (buf[pos] == b' ' || buf[pos] == b'\t') {
+                pos += 1;
+            }
+            match buf.get(pos) {
+                None => return Err(Fail::Incomplete),
+                Some(b':') if !name.is_empty() => pos += 1,
+                Some(_) => return Err(ErrorKind::HeaderName.into()),
+            }
+            // The candidate was this same name, already found unknown.
+            if name.len() != candidate_len {
+                kind = HeaderKind::from_name(name);
+            }
         }
         while pos < buf.len() && (buf[pos] == b' ' || buf[pos] == b'\t') {
             pos += 1;
@@ -737,7 +758,6 @@ fn parse_inner<'h, 'b>(
         if value.last().is_some_and(|&c| chars::is_lws(c)) || value.first() == Some(&b'\r') {
             value = trim_lws(value);
         }
-        let kind = HeaderKind::from_name(name);
         if n >= headers.len() {
             return Err(ErrorKind::TooManyHeaders.into());
         }
