@@ -614,6 +614,18 @@ mod tests {
         }
 
         #[test]
+        fn tag_shortcut_agrees_with_its_walk(s in mutated(name_addr())) {
+            use crate::sip::header::name_addr_tag_with;
+            prop_assert_eq!(name_addr_tag_with(&s, true), name_addr_tag_with(&s, false));
+        }
+
+        #[test]
+        fn branch_shortcut_agrees_with_its_walk(s in mutated(list(via()))) {
+            use crate::sip::header::via_branch_with;
+            prop_assert_eq!(via_branch_with(&s, true), via_branch_with(&s, false));
+        }
+
+        #[test]
         fn tag_scan_agrees_with_decoder(s in mutated(name_addr())) {
             if let Ok(na) = NameAddr::parse(&s) {
                 prop_assert_eq!(crate::sip::header::name_addr_tag(&s), na.tag());

@@ -167,8 +167,26 @@ fn name_eq_ignore_case(token: &[u8], name: &[u8]) -> bool {
 /// Finds the `branch` parameter of the first Via value of a header line without decoding the
 /// sent-by: scans the parameters up to the first `,` outside a quoted string.
 pub(crate) fn via_branch(v: &[u8]) -> Option<&[u8]> {
+    via_branch_with(v, true)
+}
+
+/// [`via_branch`], with or without its shortcut for the usual `;branch=` first (the tests
+/// hold the two to the same answers).
+#[inline]
+pub(crate) fn via_branch_with(v: &[u8], shortcut: bool) -> Option<&[u8]> {
     // Sent-protocol and sent-by hold no `;`, `,` or quotes: jump to the first parameter.
     let mut i = scan::find3(v, b';', b',', b'"')?;
+    // Nearly always `;branch=` comes first with an unquoted value: read it straight, as the
+    // walk below would (it ends the value at the same `;`, `,` or end when no quote comes
+    // first).
+    if shortcut && v[i] == b';' && starts_with_ignore_case(&v[i + 1..], b"branch=") {
+        let rest = &v[i + 8..];
+        let end = scan::find3(rest, b';', b',', b'"').unwrap_or(rest.len());
+        if rest.get(end) != Some(&b'"') {
+            let b = trim_lws(&rest[..end]);
+            return (!b.is_empty()).then_some(b);
+        }
+    }
     loop {
         // `i` is at a `;` (next parameter), `,` (next Via value) or `"` (malformed here).
         if v.get(i) != Some(&b';') {
@@ -198,6 +216,16 @@ pub(crate) fn via_branch(v: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// Whether `s` starts with `lit` (lower-case letters and punctuation), its letters in either
+/// case.
+#[inline(always)]
+fn starts_with_ignore_case(s: &[u8], lit: &[u8]) -> bool {
+    s.len() >= lit.len()
+        && s.iter()
+            .zip(lit)
+            .all(|(&a, &b)| a == b || (b.is_ascii_lowercase() && a | 0x20 == b))
+}
+
 /// From `i`, skips a parameter value (quoted strings included) to the next `;` (or `,` when
 /// `comma_ends` is set), or the end.
 fn skip_param_value(v: &[u8], mut i: usize, comma_ends: bool) -> usize {
@@ -222,6 +250,13 @@ fn skip_param_value(v: &[u8], mut i: usize, comma_ends: bool) -> usize {
 /// display name, then the `<...>` URI (or, for an addr-spec, up to the first `;`), and scans
 /// the header parameters.
 pub(crate) fn name_addr_tag(v: &[u8]) -> Option<&[u8]> {
+    name_addr_tag_with(v, true)
+}
+
+/// [`name_addr_tag`], with or without its shortcut for the usual `<...>;tag=` (the tests hold
+/// the two to the same answers).
+#[inline]
+pub(crate) fn name_addr_tag_with(v: &[u8], shortcut: bool) -> Option<&[u8]> {
     // Short values: plain loops beat memchr's set-up cost here.
     let mut i = 0;
     while i < v.len() && is_lws(v[i]) {
@@ -243,6 +278,19 @@ pub(crate) fn name_addr_tag(v: &[u8]) -> Option<&[u8]> {
     i += scan::find2(rest, b'<', b';').unwrap_or(rest.len());
     if v.get(i) == Some(&b'<') {
         i += scan::find(&v[i..], b'>').unwrap_or(v.len() - i);
+        // Nearly always `>;tag=` with an unquoted value: read it straight, as the walk below
+        // would (it ends the value at the same `;` or end when no quote comes first).
+        if shortcut
+            && v.get(i + 1) == Some(&b';')
+            && starts_with_ignore_case(v.get(i + 2..).unwrap_or(&[]), b"tag=")
+        {
+            let rest = &v[i + 6..];
+            let end = scan::find2(rest, b';', b'"').unwrap_or(rest.len());
+            if rest.get(end) != Some(&b'"') {
+                let t = trim_lws(&rest[..end]);
+                return (!t.is_empty()).then_some(t);
+            }
+        }
     }
     loop {
         i = skip_param_value(v, i, false);
