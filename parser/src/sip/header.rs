@@ -796,18 +796,45 @@ pub struct CSeq<'b> {
 impl<'b> CSeq<'b> {
     /// Parses `1*DIGIT LWS Method`.
     pub fn parse(s: &'b [u8]) -> Result<CSeq<'b>, ValueError> {
-        let s = trim_lws(s);
+        // One walk (the parse reads every CSeq): LWS, digits read as they come, the LWS the
+        // grammar requires, then the method with trailing LWS dropped.
+        let n = s.len();
         let mut i = 0;
-        while i < s.len() && s[i].is_ascii_digit() {
+        while i < n && is_lws(s[i]) {
             i += 1;
         }
-        let number = parse_decimal(&s[..i], u64::from(u32::MAX)).ok_or(ValueError)? as u32;
-        let rest = &s[i..];
-        let method = trim_lws(rest);
-        if method.len() == rest.len() || method.is_empty() || !method.iter().all(|&c| is_token(c)) {
+        let digits = i;
+        let mut number: u64 = 0;
+        while i < n {
+            let d = s[i].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            number = number * 10 + u64::from(d);
+            if number > u64::from(u32::MAX) {
+                return Err(ValueError);
+            }
+            i += 1;
+        }
+        if i == digits {
             return Err(ValueError);
         }
-        Ok(CSeq { number, method })
+        let gap = i;
+        while i < n && is_lws(s[i]) {
+            i += 1;
+        }
+        let mut end = n;
+        while end > i && is_lws(s[end - 1]) {
+            end -= 1;
+        }
+        let method = &s[i..end];
+        if i == gap || method.is_empty() || !method.iter().all(|&c| is_token(c)) {
+            return Err(ValueError);
+        }
+        Ok(CSeq {
+            number: number as u32,
+            method,
+        })
     }
 }
 
@@ -995,6 +1022,30 @@ mod tests {
             assert_eq!(via_branch(v), full, "{}", String::from_utf8_lossy(v));
         }
         assert_eq!(name_addr_tag(b"sip:a@b ; TAG = 77 ;x=1"), Some(&b"77"[..]));
+    }
+
+    /// CSeq as it was read before the one-walk reader: trim, digits, `parse_decimal`, LWS,
+    /// token method.
+    fn cseq_reference(s: &[u8]) -> Option<(u32, &[u8])> {
+        let s = trim_lws(s);
+        let i = s.iter().take_while(|c| c.is_ascii_digit()).count();
+        let number = parse_decimal(&s[..i], u64::from(u32::MAX))? as u32;
+        let rest = &s[i..];
+        let method = trim_lws(rest);
+        if method.len() == rest.len() || method.is_empty() || !method.iter().all(|&c| is_token(c)) {
+            return None;
+        }
+        Some((number, method))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cseq_agrees_with_reference(
+            s in "[ \t]{0,2}(0{0,3}[0-9]{0,11})([ \t]|\r\n ){0,2}[A-Za-z!.@ -]{0,8}[ \t]{0,2}"
+        ) {
+            let got = CSeq::parse(s.as_bytes()).ok().map(|c| (c.number, c.method));
+            proptest::prop_assert_eq!(got, cseq_reference(s.as_bytes()));
+        }
     }
 
     #[test]
