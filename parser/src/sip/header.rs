@@ -68,6 +68,7 @@ impl HeaderKind {
     /// Classifies a header name, long or compact form, case-insensitively: one dispatch on
     /// (length, first letter), then at most one comparison. Only a name made of token
     /// characters is ever classified as a known header.
+    #[inline]
     pub fn from_name(name: &[u8]) -> HeaderKind {
         use HeaderKind::*;
         let Some(&first) = name.first() else {
@@ -216,14 +217,22 @@ pub(crate) fn via_branch_with(v: &[u8], shortcut: bool) -> Option<&[u8]> {
     }
 }
 
-/// Whether `s` starts with `lit` (lower-case letters and punctuation), its letters in either
-/// case.
+/// Whether `s` starts with `lit` (at most eight lower-case letters and punctuation below
+/// 0x40), its letters in either case: one word compare, bit 0x20 ignored only where `lit` has
+/// a letter (bit 0x40 set), so a letter matches its two cases and punctuation only itself.
 #[inline(always)]
 fn starts_with_ignore_case(s: &[u8], lit: &[u8]) -> bool {
-    s.len() >= lit.len()
-        && s.iter()
-            .zip(lit)
-            .all(|(&a, &b)| a == b || (b.is_ascii_lowercase() && a | 0x20 == b))
+    debug_assert!(lit.len() <= 8);
+    let Some(head) = s.get(..lit.len()) else {
+        return false;
+    };
+    let mut a = [0u8; 8];
+    let mut b = [0u8; 8];
+    a[..lit.len()].copy_from_slice(head);
+    b[..lit.len()].copy_from_slice(lit);
+    let (a, b) = (u64::from_le_bytes(a), u64::from_le_bytes(b));
+    let m = (b & 0x4040_4040_4040_4040) >> 1;
+    a | m == b | m
 }
 
 /// From `i`, skips a parameter value (quoted strings included) to the next `;` (or `,` when
@@ -1046,6 +1055,23 @@ mod tests {
             let got = CSeq::parse(s.as_bytes()).ok().map(|c| (c.number, c.method));
             proptest::prop_assert_eq!(got, cseq_reference(s.as_bytes()));
         }
+    }
+
+    #[test]
+    fn starts_with_ignore_case_is_exact() {
+        for lit in [&b"branch="[..], b"tag="] {
+            for c in 0..=255u8 {
+                for at in 0..lit.len() {
+                    let mut s = lit.to_vec();
+                    s[at] = c;
+                    let want =
+                        c == lit[at] || (lit[at].is_ascii_lowercase() && c | 0x20 == lit[at]);
+                    assert_eq!(starts_with_ignore_case(&s, lit), want);
+                    assert!(!starts_with_ignore_case(&s[..lit.len() - 1], lit));
+                }
+            }
+        }
+        assert!(starts_with_ignore_case(b"BrAnCh=z9", b"branch="));
     }
 
     #[test]

@@ -753,8 +753,13 @@ fn parse_inner<'h, 'b>(
                 kind = HeaderKind::from_name(name);
             }
         }
-        while pos < buf.len() && (buf[pos] == b' ' || buf[pos] == b'\t') {
+        // Nearly every value follows one SP.
+        if buf.get(pos) == Some(&b' ') && buf.get(pos + 1).is_some_and(|&c| c > b' ') {
             pos += 1;
+        } else {
+            while pos < buf.len() && (buf[pos] == b' ' || buf[pos] == b'\t') {
+                pos += 1;
+            }
         }
         // The value runs to the first CRLF not followed by SP or HT. No LF can lie between the
         // line start and `pos` (names, SP, HT and `:` only), so the search starts here.
