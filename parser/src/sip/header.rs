@@ -176,7 +176,7 @@ pub(crate) fn via_branch(v: &[u8]) -> Option<&[u8]> {
 #[inline]
 pub(crate) fn via_branch_with(v: &[u8], shortcut: bool) -> Option<&[u8]> {
     // Sent-protocol and sent-by hold no `;`, `,` or quotes: jump to the first parameter.
-    let mut i = scan::find3(v, b';', b',', b'"')?;
+    let i = scan::find3(v, b';', b',', b'"')?;
     // Nearly always `;branch=` comes first with an unquoted value: read it straight, as the
     // walk below would (it ends the value at the same `;`, `,` or end when no quote comes
     // first).
@@ -188,6 +188,13 @@ pub(crate) fn via_branch_with(v: &[u8], shortcut: bool) -> Option<&[u8]> {
             return (!b.is_empty()).then_some(b);
         }
     }
+    via_branch_walk(v, i)
+}
+
+/// The parameter walk of [`via_branch_with`] from `i`, kept out of line so that the usual
+/// shortcut stays a small function (fewer registers saved and restored on every call).
+#[inline(never)]
+fn via_branch_walk(v: &[u8], mut i: usize) -> Option<&[u8]> {
     loop {
         // `i` is at a `;` (next parameter), `,` (next Via value) or `"` (malformed here).
         if v.get(i) != Some(&b';') {
@@ -287,6 +294,10 @@ pub(crate) fn name_addr_tag_with(v: &[u8], shortcut: bool) -> Option<&[u8]> {
     i += scan::find2(rest, b'<', b';').unwrap_or(rest.len());
     if v.get(i) == Some(&b'<') {
         i += scan::find(&v[i..], b'>').unwrap_or(v.len() - i);
+        // Nothing after `>` (a To without a tag): the walk would find no parameter either.
+        if shortcut && i + 1 >= v.len() {
+            return None;
+        }
         // Nearly always `>;tag=` with an unquoted value: read it straight, as the walk below
         // would (it ends the value at the same `;` or end when no quote comes first).
         if shortcut
@@ -301,6 +312,13 @@ pub(crate) fn name_addr_tag_with(v: &[u8], shortcut: bool) -> Option<&[u8]> {
             }
         }
     }
+    tag_walk(v, i)
+}
+
+/// The parameter walk of [`name_addr_tag_with`] from `i`, kept out of line like
+/// [`via_branch_walk`].
+#[inline(never)]
+fn tag_walk(v: &[u8], mut i: usize) -> Option<&[u8]> {
     loop {
         i = skip_param_value(v, i, false);
         if i >= v.len() {
