@@ -279,8 +279,9 @@ pub struct Message<'h, 'b> {
     start: StartLine<'b>,
     headers: &'h [Header<'b>],
     /// Where the first Call-ID is (an index, not its slice: 128 bytes of `Message` are moved
-    /// without a memcpy call, 144 were not).
-    call_id_idx: u16,
+    /// without a memcpy call, 144 were not). A `u32`, unlike the other indexes, so that no
+    /// header array can make it point at another header; it fits in the same 128 bytes.
+    call_id_idx: u32,
     cseq: Option<CSeq<'b>>,
     from_idx: u16,
     to_idx: u16,
@@ -383,7 +384,7 @@ impl<'h, 'b> Message<'h, 'b> {
 
     /// The Call-ID (first one, when several were sent).
     pub fn call_id(&self) -> Option<&'b [u8]> {
-        self.value_at(self.call_id_idx)
+        self.headers.get(self.call_id_idx as usize).map(|h| h.value)
     }
 
     /// The CSeq.
@@ -700,7 +701,7 @@ fn parse_inner<'h, 'b>(
     pos = sl_end + 2;
 
     let mut n = 0usize;
-    let mut call_id_idx = NONE;
+    let mut call_id_idx = u32::MAX;
     let mut cseq: Option<CSeq<'b>> = None;
     let mut from_idx = NONE;
     let mut to_idx = NONE;
@@ -797,8 +798,8 @@ fn parse_inner<'h, 'b>(
                 if value.is_empty() || has_lws(value) {
                     return Err(ErrorKind::InvalidHeader(kind).into());
                 }
-                if call_id_idx == NONE {
-                    call_id_idx = idx;
+                if call_id_idx == u32::MAX {
+                    call_id_idx = (n - 1) as u32;
                 }
             }
             HeaderKind::CSeq => {
