@@ -5,8 +5,9 @@
 //! ([`parse_uri`], [`super::Vias`], [`super::NameAddr`], [`super::NameAddrs`]) but builds no
 //! struct: `validate` runs on every message a server acts on, and the decoders spent much of
 //! that time filling in fields (hosts, ports, parameters, `Uri`s copied through each `Result`)
-//! that `validate` drops. Each check walks its value once, front to back, except that a SIP URI
-//! first looks for its last `@` (a SWAR search) to know where the user part ends.
+//! that `validate` drops. Each check walks its value front to back once, besides two SWAR
+//! searches: a SIP URI first looks for its last `@` to know where the user part ends, and a URI
+//! in `<...>` is first delimited by looking for `>`.
 //!
 //! The property tests below and the `sip_check` fuzz target compare every check with its
 //! decoder on valid-looking and mutated values.
@@ -43,7 +44,8 @@ fn all_lws(s: &[u8]) -> bool {
 /// Whether [`parse_uri`] accepts `s` in context `ctx`.
 pub fn uri_ok(s: &[u8], ctx: UriContext) -> bool {
     if s.len() >= 5 {
-        // `sip:` / `sips:` in any case. A scheme holds no `:`, so the decoder splits the scheme
+        // `sip:` / `sips:` in any case (only the two cases of a letter differ in bit 0x20 alone;
+        // the `:` is compared exactly). A scheme holds no `:`, so the decoder splits the scheme
         // off at the same place.
         let w = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
         if w | 0x0020_2020 == u32::from_le_bytes(*b"sip:") {
