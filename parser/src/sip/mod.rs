@@ -15,6 +15,7 @@ mod callid;
 pub(crate) mod chars;
 #[doc(hidden)]
 pub mod check;
+mod fields;
 mod frame;
 mod header;
 #[doc(hidden)]
@@ -404,12 +405,12 @@ impl<'h, 'b> Message<'h, 'b> {
 
     /// The From tag (found without decoding the whole header).
     pub fn from_tag(&self) -> Option<&'b [u8]> {
-        header::name_addr_tag(self.value_at(self.from_idx)?)
+        fields::name_addr_tag(self.value_at(self.from_idx)?)
     }
 
     /// The To tag (found without decoding the whole header).
     pub fn to_tag(&self) -> Option<&'b [u8]> {
-        header::name_addr_tag(self.value_at(self.to_idx)?)
+        fields::name_addr_tag(self.value_at(self.to_idx)?)
     }
 
     /// The topmost Via value.
@@ -419,7 +420,7 @@ impl<'h, 'b> Message<'h, 'b> {
 
     /// The branch of the topmost Via (found without decoding the whole Via).
     pub fn branch(&self) -> Option<&'b [u8]> {
-        header::via_branch(self.value_at(self.via_idx)?)
+        fields::via_branch(self.value_at(self.via_idx)?)
     }
 
     /// Every Via value, top first, across all Via header lines.
@@ -526,36 +527,11 @@ impl<'h, 'b> Message<'h, 'b> {
             return Err(err(ErrorKind::LineEnding));
         }
         for h in self.headers {
-            validate_header(h.kind, h.value).map_err(|_| err(ErrorKind::InvalidHeader(h.kind)))?;
+            if !check::header_ok(h.kind, h.value) {
+                return Err(err(ErrorKind::InvalidHeader(h.kind)));
+            }
         }
         Ok(())
-    }
-}
-
-/// The full syntax of one header value. The decoders are the reference; the checks in
-/// `check` give their verdicts without building what they decode.
-fn validate_header(kind: HeaderKind, value: &[u8]) -> Result<(), ValueError> {
-    let ok = match kind {
-        HeaderKind::Via => check::via_list_ok(value),
-        HeaderKind::CallId => header::check_call_id(value).is_ok(),
-        // `parse` has already refused every malformed CSeq, Max-Forwards and Content-Length
-        // value (not only the first of each), and a `Message` only comes from `parse`.
-        HeaderKind::CSeq | HeaderKind::MaxForwards | HeaderKind::ContentLength => true,
-        HeaderKind::From | HeaderKind::To => check::name_addr_ok(value),
-        HeaderKind::Expires => parse_decimal(value, u64::from(u32::MAX)).is_some(),
-        HeaderKind::ContentType => header::check_media_type(value).is_ok(),
-        HeaderKind::Contact if value == b"*" => true,
-        HeaderKind::Contact | HeaderKind::Route | HeaderKind::RecordRoute => {
-            check::name_addr_list_ok(value)
-        }
-        // rfc1123-date: the zone must be "GMT" (RFC 3261 §20.17, RFC 4475 §3.1.2.12).
-        HeaderKind::Date => value.ends_with(b" GMT"),
-        _ => true,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(ValueError)
     }
 }
 
