@@ -142,33 +142,38 @@ pub(super) async fn udp_loop(
     sock: Rc<UdpSocket>,
     local: SocketAddr,
 ) {
-    let fd = sock.as_raw_fd();
     // One byte more than the largest datagram accepted, so a longer one shows as cut.
     let slot = shard.spec.max_udp_payload.clamp(512, 65535);
     let tuning = shard.spec.shards[shard.id];
     let window = tuning.udp_coalesce;
-    let mut bufs = vec![vec![0u8; slot + 1]; tuning.udp_batch.max(1)];
-    let mut got: Vec<Received> = Vec::with_capacity(bufs.len());
-    let mut mmsg = Batch::new();
+    let batch = tuning.udp_batch.max(1);
+    let mut rx = Receiver {
+        fd: sock.as_raw_fd(),
+        shard,
+        listen,
+        local,
+        mmsg: Batch::new(),
+        bufs: vec![vec![0u8; slot + 1]; batch],
+        got: Vec::with_capacity(batch),
+    };
     // Traffic is flowing and the core has a coalescing window: gather a window's worth
     // before the next pass (one wake-up for all of it).
     let mut flowing = false;
     loop {
-        if shard.stop.load(Ordering::Relaxed) {
+        if rx.shard.stop.load(Ordering::Relaxed) {
             return;
         }
         if flowing {
             glommio::timer::sleep(window).await;
             // A window that brought nothing ends the flow.
-            flowing =
-                drain_all(&shard, listen, local, fd, &mut mmsg, &mut bufs, &mut got).await > 0;
+            flowing = rx.drain_all().await > 0;
             continue;
         }
         // Idle: one datagram through glommio, which tries a non-blocking receive and otherwise
         // waits on the ring (the data comes with the completion: one system call per wake-up
         // at low rates, as before batching). Ready at once means more may be queued: drain.
         let (res, backlog) = {
-            let mut one = std::pin::pin!(sock.recv_from(&mut bufs[0]));
+            let mut one = std::pin::pin!(sock.recv_from(&mut rx.bufs[0]));
             match futures_lite::future::poll_once(&mut one).await {
                 Some(res) => (res, true),
                 None => (one.await, false),
@@ -176,22 +181,26 @@ pub(super) async fn udp_loop(
         };
         match res {
             Ok((n, from)) => {
-                got.clear();
-                got.push(Received {
+                rx.got.clear();
+                rx.got.push(Received {
                     len: n,
                     truncated: n > slot,
                     from: Some(from),
                 });
-                pass(&shard, listen, local, &got, &bufs).await;
+                rx.pass().await;
             }
             Err(e) => {
-                tracing::warn!("shard {}: UDP receive on {local} failed: {e}", shard.id);
+                tracing::warn!(
+                    "shard {}: UDP receive on {} failed: {e}",
+                    rx.shard.id,
+                    rx.local
+                );
                 glommio::timer::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         }
         if backlog {
-            drain_all(&shard, listen, local, fd, &mut mmsg, &mut bufs, &mut got).await;
+            rx.drain_all().await;
         }
         flowing = !window.is_zero();
     }
@@ -208,77 +217,75 @@ pub(super) async fn udp_loop(
 /// where the other tasks must still get their turn.
 const FULL_BATCHES_BEFORE_YIELD: u32 = 8;
 
-/// Reads the socket until a batch comes back short (it is empty then, or nearly: the next
-/// receive takes the rest), yielding after every [`FULL_BATCHES_BEFORE_YIELD`] full batches;
-/// how many datagrams that was.
-async fn drain_all(
-    shard: &Rc<Shard>,
+/// One UDP socket's receive side: where it listens, and the buffers every batch reuses.
+struct Receiver {
+    shard: Rc<Shard>,
     listen: u16,
     local: SocketAddr,
     fd: std::os::fd::RawFd,
-    mmsg: &mut Batch,
-    bufs: &mut [Vec<u8>],
-    got: &mut Vec<Received>,
-) -> usize {
-    let (mut total, mut full) = (0, 0);
-    loop {
-        let n = drain(shard, listen, local, fd, mmsg, bufs, got).await;
-        total += n;
-        if n < bufs.len() || shard.stop.load(Ordering::Relaxed) {
-            return total;
-        }
-        full += 1;
-        if full == FULL_BATCHES_BEFORE_YIELD {
-            full = 0;
-            futures_lite::future::yield_now().await;
-        }
-    }
+    mmsg: Batch,
+    /// One per datagram of a batch, each one byte longer than the largest datagram accepted.
+    bufs: Vec<Vec<u8>>,
+    /// What the last receive put in `bufs`, in order.
+    got: Vec<Received>,
 }
 
-/// One non-blocking `recvmmsg` and the pass over what it read; how many datagrams that was.
-async fn drain(
-    shard: &Rc<Shard>,
-    listen: u16,
-    local: SocketAddr,
-    fd: std::os::fd::RawFd,
-    mmsg: &mut Batch,
-    bufs: &mut [Vec<u8>],
-    got: &mut Vec<Received>,
-) -> usize {
-    match mmsg.recv(fd, bufs, true, got) {
-        Ok(()) => {
-            let slot = bufs[0].len() - 1;
-            for r in got.iter_mut() {
-                r.truncated |= r.len > slot;
+impl Receiver {
+    /// Reads the socket until a batch comes back short (it is empty then, or nearly: the next
+    /// receive takes the rest), yielding after every [`FULL_BATCHES_BEFORE_YIELD`] full
+    /// batches; how many datagrams that was.
+    async fn drain_all(&mut self) -> usize {
+        let (mut total, mut full) = (0, 0);
+        loop {
+            let n = self.drain().await;
+            total += n;
+            if n < self.bufs.len() || self.shard.stop.load(Ordering::Relaxed) {
+                return total;
             }
-            pass(shard, listen, local, got, bufs).await;
-            got.len()
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-        Err(e) => {
-            tracing::warn!("shard {}: UDP receive on {local} failed: {e}", shard.id);
-            glommio::timer::sleep(Duration::from_millis(10)).await;
-            0
+            full += 1;
+            if full == FULL_BATCHES_BEFORE_YIELD {
+                full = 0;
+                futures_lite::future::yield_now().await;
+            }
         }
     }
-}
 
-/// Hands the datagrams of one receive to the core, then sends what they produced.
-async fn pass(
-    shard: &Rc<Shard>,
-    listen: u16,
-    local: SocketAddr,
-    got: &[Received],
-    bufs: &[Vec<u8>],
-) {
-    let out = &shard.udp_out;
-    out.passes.set(out.passes.get() + 1);
-    let mut t = Instant::now();
-    for (r, buf) in got.iter().zip(bufs) {
-        t = received(shard, listen, local, r, buf, t).await;
+    /// One non-blocking `recvmmsg` and the pass over what it read; how many datagrams that was.
+    async fn drain(&mut self) -> usize {
+        match self.mmsg.recv(self.fd, &mut self.bufs, true, &mut self.got) {
+            Ok(()) => {
+                let slot = self.bufs[0].len() - 1;
+                for r in self.got.iter_mut() {
+                    r.truncated |= r.len > slot;
+                }
+                self.pass().await;
+                self.got.len()
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => {
+                tracing::warn!(
+                    "shard {}: UDP receive on {} failed: {e}",
+                    self.shard.id,
+                    self.local
+                );
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                0
+            }
+        }
     }
-    out.passes.set(out.passes.get() - 1);
-    shard.flush_udp().await;
+
+    /// Hands the datagrams of the last receive to the core, then sends what they produced.
+    async fn pass(&self) {
+        let shard = &self.shard;
+        let out = &shard.udp_out;
+        out.passes.set(out.passes.get() + 1);
+        let mut t = Instant::now();
+        for (r, buf) in self.got.iter().zip(&self.bufs) {
+            t = received(shard, self.listen, self.local, r, buf, t).await;
+        }
+        out.passes.set(out.passes.get() - 1);
+        shard.flush_udp().await;
+    }
 }
 
 /// Hands one datagram of a pass to the core. `started` is when its handling began (the end

@@ -371,9 +371,10 @@ mod tests {
     use crate::sip::{NameAddr, NameAddrs, Vias};
     use proptest::prelude::*;
 
-    fn decoder_vias(v: &[u8]) -> bool {
+    /// What a list decoder says of a whole value: at least one item, and no item refused.
+    fn list_decodes<T, E>(items: impl Iterator<Item = Result<T, E>>) -> bool {
         let mut any = false;
-        for r in Vias::new(v) {
+        for r in items {
             if r.is_err() {
                 return false;
             }
@@ -382,15 +383,12 @@ mod tests {
         any
     }
 
+    fn decoder_vias(v: &[u8]) -> bool {
+        list_decodes(Vias::new(v))
+    }
+
     fn decoder_name_addrs(v: &[u8]) -> bool {
-        let mut any = false;
-        for r in NameAddrs::new(v) {
-            if r.is_err() {
-                return false;
-            }
-            any = true;
-        }
-        any
+        list_decodes(NameAddrs::new(v))
     }
 
     /// Edits that turn a valid-looking value into a near miss: each replaces, inserts or
