@@ -44,13 +44,15 @@ pub fn write_response_with_body(
     body: Option<(&[u8], &[u8])>,
     out: &mut Vec<u8>,
 ) {
-    let top_via = req.top_via();
-    let to = Answering {
-        req,
-        top_via: top_via.as_ref(),
-        source,
-    };
-    write_answer(&to, code, reason, to_tag, headers, body, out);
+    write_answer(
+        &Answering::new(req, source),
+        code,
+        reason,
+        to_tag,
+        headers,
+        body,
+        out,
+    );
 }
 
 /// A request being answered, with its top Via decoded once: the response copies that Via
@@ -61,9 +63,20 @@ pub struct Answering<'a, 'h, 'b> {
     /// The request.
     pub req: &'a Message<'h, 'b>,
     /// Its top Via, as [`Message::top_via`] decodes it (`None`: copied as received).
-    pub top_via: Option<&'a Via<'b>>,
+    pub top_via: Option<Via<'b>>,
     /// Where it came from.
     pub source: SocketAddr,
+}
+
+impl<'a, 'h, 'b> Answering<'a, 'h, 'b> {
+    /// `req` from `source`, its top Via decoded.
+    pub fn new(req: &'a Message<'h, 'b>, source: SocketAddr) -> Self {
+        Answering {
+            req,
+            top_via: req.top_via(),
+            source,
+        }
+    }
 }
 
 /// [`write_response_with_body`] for a request whose top Via is already decoded, with extra
@@ -87,7 +100,7 @@ pub fn write_answer<N: AsRef<str>, V: AsRef<[u8]>>(
                 out.extend_from_slice(b"Via: ");
                 if first_via {
                     first_via = false;
-                    write_top_via(h.value, to.top_via, source, out);
+                    write_top_via(h.value, to.top_via.as_ref(), source, out);
                 } else {
                     out.extend_from_slice(h.value);
                 }

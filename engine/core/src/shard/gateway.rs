@@ -363,12 +363,7 @@ impl ShardCore {
             crate::wire::dec(&mut ra, s);
             headers.push(("Retry-After", &ra));
         }
-        let top_via = msg.top_via();
-        let to = sip_write::Answering {
-            req: msg,
-            top_via: top_via.as_ref(),
-            source: rx.source,
-        };
+        let to = sip_write::Answering::new(msg, rx.source);
         sip_write::write_answer(
             &to,
             code,
@@ -392,12 +387,7 @@ impl ShardCore {
     ) {
         match reply.response {
             Some(bytes) => {
-                let top_via = msg.top_via();
-                let to = sip_write::Answering {
-                    req: msg,
-                    top_via: top_via.as_ref(),
-                    source: rx.source,
-                };
+                let to = sip_write::Answering::new(msg, rx.source);
                 self.respond_to(now_ms, &to, rx, reply.code, bytes, outs);
             }
             None => self.reply_code(now_ms, msg, rx, reply.code, reply.retry_after, outs),
@@ -433,7 +423,7 @@ impl ShardCore {
                 }
             }
         }
-        outs.extend(Out::to_sender(rx, to.top_via, bytes));
+        outs.extend(Out::to_sender(rx, to.top_via.as_ref(), bytes));
     }
 
     /// Runs a `gw:*` event route on a MESSAGE standing for the session (From, To and

@@ -289,12 +289,7 @@ impl Host for MsgHost<'_, '_, '_, '_, '_> {
             return;
         }
         let mut out = Vec::with_capacity(512);
-        let top_via = self.msg.top_via();
-        let to = sip_write::Answering {
-            req: self.msg,
-            top_via: top_via.as_ref(),
-            source: self.rx.source,
-        };
+        let to = sip_write::Answering::new(self.msg, self.rx.source);
         sip_write::write_answer(
             &to,
             reply.code,
